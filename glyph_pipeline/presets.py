@@ -1,0 +1,81 @@
+"""Glyph UNet presets: small data, one builder.
+
+Each preset is the part of a `UNet2DConditionModel` config that defines an architecture. The text side
+(`encoder_hid_dim`) is never part of a preset: it is taken from the chosen text encoder's hidden size
+when the UNet is built, so a preset can't disagree with its encoder (the original glyffuser hard-coded
+1024 and crashed with t5-small's 512).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from diffusers import UNet2DConditionModel
+
+_ORIGINAL_DOWN = ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+_ORIGINAL_UP = ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The original glyffuser architecture (~131M parameters, ~324 GFLOP per 128 px forward): a GPU job.
+    "glyffuser-128": dict(
+        sample_size=128,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=_ORIGINAL_DOWN,
+        up_block_types=_ORIGINAL_UP,
+        layers_per_block=2,
+        cross_attention_dim=512,
+    ),
+    # Same layout at half width and resolution: a single-GPU afternoon.
+    "glyffuser-64": dict(
+        sample_size=64,
+        block_out_channels=(64, 128, 256, 256),
+        down_block_types=_ORIGINAL_DOWN,
+        up_block_types=_ORIGINAL_UP,
+        layers_per_block=2,
+        cross_attention_dim=256,
+    ),
+    # Trains on a laptop CPU: cross-attention at 16 and 8 px, where glyph structure is decided.
+    "tiny-32": dict(
+        sample_size=32,
+        block_out_channels=(32, 64, 128),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=2,
+        cross_attention_dim=128,
+    ),
+}
+
+# Shared by every preset: one greyscale channel in and out, text conditioning through cross-attention
+# plus a pooled text embedding added to the timestep embedding (as in the original).
+_COMMON: dict[str, Any] = dict(
+    in_channels=1,
+    out_channels=1,
+    addition_embed_type="text",
+    encoder_hid_dim_type="text_proj",
+    attention_head_dim=8,
+)
+
+
+def unet_config(preset: str, text_hidden_size: int, **overrides: Any) -> dict[str, Any]:
+    """The `UNet2DConditionModel` config for `preset`, wired to a text encoder of `text_hidden_size`."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown UNet preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}.")
+    if not isinstance(text_hidden_size, int) or text_hidden_size < 1:
+        raise ValueError(f"text_hidden_size must be a positive int (the encoder's hidden size), got {text_hidden_size!r}.")
+    config = {**_COMMON, **PRESETS[preset], "encoder_hid_dim": text_hidden_size}
+    # The pooled text embedding splits the encoder width into heads; use the most heads (<= 64) that divide it.
+    config["addition_embed_type_num_heads"] = math.gcd(64, text_hidden_size)
+    config.update(overrides)
+    return config
+
+
+def build_unet(preset: str, text_hidden_size: int, **overrides: Any) -> UNet2DConditionModel:
+    """A freshly initialised glyph UNet (see `unet_config`)."""
+    return UNet2DConditionModel(**unet_config(preset, text_hidden_size, **overrides))
+
+
+def downsampling_factor(unet_or_config: UNet2DConditionModel | dict[str, Any]) -> int:
+    """Height and width must be multiples of this."""
+    config = getattr(unet_or_config, "config", unet_or_config)
+    return 2 ** (len(config["block_out_channels"]) - 1)

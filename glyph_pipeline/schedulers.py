@@ -1,0 +1,100 @@
+"""Noise schedules: the training scheduler and the sampler names users pick from.
+
+Every scheduler is built with its noise schedule spelled out (`beta_start`, `beta_end`,
+`beta_schedule`, `prediction_type`). diffusers' `from_config` drops values that were left at their
+defaults, so a scheduler built with implicit betas silently gets the *target* class's betas after a
+swap (e.g. DPMSolverSDE's 0.00085/0.012 scaled_linear): a different model. Explicit values travel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DEISMultistepScheduler,
+    DPMSolverMultistepScheduler,
+    DPMSolverSDEScheduler,
+    DPMSolverSinglestepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+# CLI / training names -> (class, extra config). Extras only where a sampler needs them for pixel space.
+SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
+    "ddpm": (DDPMScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "pndm": (PNDMScheduler, {}),
+    "lms": (LMSDiscreteScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler-a": (EulerAncestralDiscreteScheduler, {}),
+    "heun": (HeunDiscreteScheduler, {}),
+    "dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmsolver-singlestep": (DPMSolverSinglestepScheduler, {}),
+    "dpmsolver-sde": (DPMSolverSDEScheduler, {}),
+    "kdpm2": (KDPM2DiscreteScheduler, {}),
+    "kdpm2-a": (KDPM2AncestralDiscreteScheduler, {}),
+    "deis": (DEISMultistepScheduler, {}),
+    "unipc": (UniPCMultistepScheduler, {}),
+}
+
+RECOMMENDED_SAMPLER = "dpmsolver++"
+RECOMMENDED_STEPS = 20
+
+
+def noise_schedule(
+    num_train_timesteps: int = 1000,
+    beta_schedule: str = "linear",
+    prediction_type: str = "epsilon",
+    beta_start: float = 0.0001,
+    beta_end: float = 0.02,
+) -> dict[str, Any]:
+    """The explicit noise-schedule keys every glyph scheduler carries (the original: DDPM, linear betas)."""
+    if beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
+        raise ValueError(
+            f"beta_schedule {beta_schedule!r} is not supported; use 'linear' (original), 'scaled_linear' "
+            "or 'squaredcos_cap_v2' (cosine)."
+        )
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"prediction_type {prediction_type!r} is not supported; use 'epsilon' or 'v_prediction'.")
+    return dict(
+        num_train_timesteps=num_train_timesteps,
+        beta_start=beta_start,
+        beta_end=beta_end,
+        beta_schedule=beta_schedule,
+        prediction_type=prediction_type,
+    )
+
+
+def training_scheduler(**schedule: Any) -> DDPMScheduler:
+    """The DDPM scheduler training adds noise with (pixels are clipped to [-1, 1] when it samples)."""
+    return DDPMScheduler(**noise_schedule(**schedule), clip_sample=True, clip_sample_range=1.0)
+
+
+def sampling_scheduler(name: str = RECOMMENDED_SAMPLER, base_config: dict[str, Any] | None = None, **overrides: Any):
+    """Scheduler `name` on the same noise schedule as `base_config` (a scheduler config) or the default.
+
+    `dpmsolver++` gets dynamic thresholding at 1.0 (clips x̂0 to the pixel range, the DPM-Solver
+    counterpart of DDPM's `clip_sample`) and trailing timesteps, our recommended fast sampler for pixel space.
+    """
+    if name not in SCHEDULERS:
+        raise ValueError(f"Unknown scheduler {name!r}; valid names: {', '.join(SCHEDULERS)}.")
+    cls, extra = SCHEDULERS[name]
+    base = dict(base_config) if base_config is not None else noise_schedule()
+    schedule_keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type")
+    missing = [k for k in schedule_keys if k not in base]
+    if missing:
+        raise ValueError(f"base_config lacks the noise-schedule keys {missing}; build it with noise_schedule().")
+    config = {**base, **extra}
+    if name == "dpmsolver++":
+        config.update(thresholding=True, sample_max_value=1.0, timestep_spacing="trailing")
+    config.update(overrides)
+    return cls.from_config(config)

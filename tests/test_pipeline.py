@@ -1,0 +1,427 @@
+"""GlyphDiffusionPipeline's contract with diffusers, on tiny real components (CPU)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_pipeline, tiny_text_encoder
+from diffusers import DDPMScheduler, DiffusionPipeline
+from PIL import Image
+
+from glyph_pipeline import SCHEDULERS, GlyphDiffusionPipeline, build_unet, sampling_scheduler
+
+PROMPTS = ["gold; metal", "water", "a tree"]
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def run(pipe, prompt=PROMPTS[0], **kwargs):
+    kwargs.setdefault("num_inference_steps", 3)
+    kwargs.setdefault("output_type", "np")
+    kwargs.setdefault("generator", gen())
+    return pipe(prompt, **kwargs).images
+
+
+# ----------------------------------------------------------------------------- outputs
+def test_pil_output_is_greyscale_at_unet_size(pipe):
+    images = pipe(PROMPTS[:2], num_inference_steps=2, generator=gen()).images
+    assert len(images) == 2
+    assert all(isinstance(im, Image.Image) and im.mode == "L" and im.size == (16, 16) for im in images)
+
+
+def test_output_types_agree(pipe):
+    as_np = run(pipe)
+    as_pt = run(pipe, output_type="pt")
+    as_pil = run(pipe, output_type="pil")
+    assert as_np.shape == (1, 16, 16, 1) and as_np.dtype == np.float32
+    assert tuple(as_pt.shape) == (1, 1, 16, 16)
+    assert 0.0 <= as_np.min() and as_np.max() <= 1.0
+    np.testing.assert_allclose(as_pt.permute(0, 2, 3, 1).numpy(), as_np, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(as_pil[0]), (as_np[0, ..., 0] * 255).round().astype(np.uint8))
+
+
+def test_dict_and_tuple_outputs_equal(pipe):
+    as_dict = pipe(PROMPTS[0], num_inference_steps=2, generator=gen(), output_type="np").images
+    (as_tuple,) = pipe(PROMPTS[0], num_inference_steps=2, generator=gen(), output_type="np", return_dict=False)
+    np.testing.assert_array_equal(as_dict, as_tuple)
+
+
+def test_pixels_map_white_paper_to_plus_one(pipe):
+    # Starting latents of +1 everywhere with a callback that pins them keep a white page: +1 -> 255.
+    def pin(p, i, t, kw):
+        return {"latents": torch.ones_like(kw["latents"])}
+
+    image = pipe(PROMPTS[0], num_inference_steps=2, callback_on_step_end=pin, output_type="pil").images[0]
+    assert np.asarray(image).min() == 255
+
+    def ink(p, i, t, kw):
+        return {"latents": -torch.ones_like(kw["latents"])}
+
+    image = pipe(PROMPTS[0], num_inference_steps=2, callback_on_step_end=ink, output_type="pil").images[0]
+    assert np.asarray(image).max() == 0
+
+
+def test_height_width_override(pipe):
+    assert run(pipe, height=32, width=16).shape == (1, 32, 16, 1)
+
+
+# ----------------------------------------------------------------------------- determinism and batching
+def test_same_seed_same_image_different_seed_different_image(pipe):
+    a, b, c = run(pipe, generator=gen(1)), run(pipe, generator=gen(1)), run(pipe, generator=gen(2))
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+
+
+def test_batch_equals_single_calls(pipe):
+    batch = run(pipe, PROMPTS, generator=[gen(i) for i in range(3)])
+    singles = np.concatenate([run(pipe, p, generator=gen(i)) for i, p in enumerate(PROMPTS)])
+    np.testing.assert_allclose(batch, singles, atol=1e-4)
+
+
+def test_num_images_per_prompt(pipe):
+    images = run(pipe, PROMPTS[:2], num_images_per_prompt=3, generator=gen())
+    assert images.shape == (6, 16, 16, 1)
+    # Different noise per image of the same prompt.
+    assert np.abs(images[0] - images[1]).max() > 1e-3
+
+
+def test_prompt_embeds_equal_prompt(pipe):
+    embeds, mask, neg, neg_mask = pipe.encode_prompt(PROMPTS[0], do_classifier_free_guidance=True)
+    from_text = run(pipe, PROMPTS[0])
+    from_embeds = pipe(
+        prompt_embeds=embeds, prompt_attention_mask=mask, negative_prompt_embeds=neg,
+        negative_prompt_attention_mask=neg_mask, num_inference_steps=3, generator=gen(), output_type="np",
+    ).images
+    np.testing.assert_allclose(from_text, from_embeds, atol=1e-4)
+
+
+def test_encode_prompt_alone(pipe):
+    embeds, mask, neg, neg_mask = pipe.encode_prompt(["gold", "water"], num_images_per_prompt=2)
+    assert embeds.shape == (4, 24, 32) and mask.shape == (4, 24)
+    assert neg.shape == embeds.shape and neg_mask.shape == mask.shape
+    # Padded to max_sequence_length with a mask that marks the real tokens ("gold" = 4 bytes + </s>).
+    assert mask[0].sum().item() == 5 and mask[0, 5:].sum().item() == 0
+    torch.testing.assert_close(embeds[0], embeds[1])
+    no_cfg = pipe.encode_prompt("gold", do_classifier_free_guidance=False)
+    assert no_cfg[2] is None and no_cfg[3] is None
+
+
+# ----------------------------------------------------------------------------- guidance
+def test_cfg_changes_output_and_scale_one_equals_no_cfg(pipe):
+    calls = []
+    forward = pipe.unet.forward
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return forward(*args, **kwargs)
+
+    pipe.unet.forward = counting
+    guided = run(pipe, guidance_scale=5.0)
+    assert set(calls) == {2}  # cond + uncond in one UNet call per step
+    calls.clear()
+    scale_one = run(pipe, guidance_scale=1.0)
+    assert set(calls) == {1}  # guidance off: one pass
+    scale_zero = run(pipe, guidance_scale=0.0)
+    pipe.unet.forward = forward
+    assert np.abs(guided - scale_one).max() > 1e-3
+    np.testing.assert_array_equal(scale_one, scale_zero)
+
+
+def test_negative_prompt_changes_output(pipe):
+    base = run(pipe, guidance_scale=4.0)
+    steered = run(pipe, guidance_scale=4.0, negative_prompt="water")
+    assert np.abs(base - steered).max() > 1e-4
+
+
+# ----------------------------------------------------------------------------- schedulers
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_every_scheduler_swaps_in_one_line(pipe, name):
+    cls = SCHEDULERS[name][0]
+    pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    # The explicit noise schedule travels with the swap (no silent scaled_linear betas).
+    assert (pipe.scheduler.config.beta_schedule, pipe.scheduler.config.beta_start, pipe.scheduler.config.beta_end) == (
+        "linear", 0.0001, 0.02,
+    )
+    steps = 4 if name == "pndm" else 3  # PNDM's Runge-Kutta warm-up needs >= 4 steps
+    images = pipe(PROMPTS[:2], num_inference_steps=steps, generator=gen(), output_type="pil").images
+    arrays = np.stack([np.asarray(im) for im in images])
+    assert all(im.mode == "L" and im.size == (16, 16) for im in images)
+    assert np.isfinite(arrays).all() and arrays.min() >= 0 and arrays.max() <= 255
+    assert arrays.std() > 0  # not a constant page
+
+
+def test_swap_from_reloaded_pipeline_keeps_betas(saved_pipeline_dir):
+    pipe = GlyphDiffusionPipeline.from_pretrained(saved_pipeline_dir)
+    from diffusers import DPMSolverSDEScheduler
+
+    sde = DPMSolverSDEScheduler.from_config(pipe.scheduler.config)
+    torch.testing.assert_close(sde.betas, DDPMScheduler(beta_start=0.0001, beta_end=0.02).betas)
+
+
+def test_dpmsolver_sde_is_reproducible_from_generator(pipe):
+    pipe.scheduler = SCHEDULERS["dpmsolver-sde"][0].from_config(pipe.scheduler.config)
+    a, b, c = run(pipe, generator=gen(3)), run(pipe, generator=gen(3)), run(pipe, generator=gen(4))
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+    batch = run(pipe, PROMPTS[:2], generator=[gen(5), gen(6)])
+    singles = np.concatenate([run(pipe, PROMPTS[0], generator=gen(5)), run(pipe, PROMPTS[1], generator=gen(6))])
+    np.testing.assert_allclose(batch, singles, atol=1e-4)
+
+
+def test_custom_timesteps_and_sigmas(pipe):
+    pipe.scheduler = SCHEDULERS["ddpm"][0].from_config(pipe.scheduler.config)
+    seen = []
+    pipe(PROMPTS[0], timesteps=[900, 500, 100], output_type="np",
+         callback_on_step_end=lambda p, i, t, kw: seen.append(int(t)) or {})
+    assert seen == [900, 500, 100]
+    pipe.scheduler = SCHEDULERS["euler"][0].from_config(pipe.scheduler.config)
+    images = pipe(PROMPTS[0], sigmas=[10.0, 3.0, 1.0, 0.3], output_type="np").images
+    assert pipe.num_timesteps == 3 and np.isfinite(images).all()  # the last sigma is the end point
+
+
+def test_scheduler_that_cannot_take_the_steps_fails_clearly(pipe):
+    pipe.scheduler = SCHEDULERS["pndm"][0].from_config(pipe.scheduler.config)
+    with pytest.raises(ValueError, match="PNDMScheduler could not set up 2 inference steps"):
+        pipe(PROMPTS[0], num_inference_steps=2)
+
+
+# ----------------------------------------------------------------------------- callbacks
+def test_callback_sees_and_modifies_tensors(pipe):
+    seen = []
+
+    def callback(p, step, t, tensors):
+        seen.append((step, sorted(tensors), tensors["latents"].shape))
+        assert tensors["pred_original_sample"].abs().max() <= 1.0
+        if step == 1:
+            return {"latents": torch.zeros_like(tensors["latents"])}
+        return {}
+
+    names = ["latents", "prompt_embeds", "noise_pred", "pred_original_sample"]
+    modified = run(pipe, num_inference_steps=2, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=names)
+    assert [s[0] for s in seen] == [0, 1]
+    assert seen[0][1] == sorted(names) and seen[0][2] == (1, 1, 16, 16)
+    np.testing.assert_allclose(modified, 0.5, atol=1e-6)  # zero pixels = mid grey
+
+
+def test_callback_interrupt_stops_early(pipe):
+    steps = []
+
+    def stop(p, step, t, tensors):
+        steps.append(step)
+        p._interrupt = True
+        return {}
+
+    run(pipe, num_inference_steps=5, callback_on_step_end=stop)
+    assert steps == [0]
+
+
+def test_pred_original_sample_recovers_clean_image(pipe):
+    """x̂0 is exact when the 'model' returns the true noise: check it for an alpha- and a sigma-space sampler."""
+    clean = torch.linspace(-1, 1, 16 * 16).reshape(1, 1, 16, 16)
+    for name in ("ddpm", "euler"):
+        pipe.scheduler = SCHEDULERS[name][0].from_config(pipe.scheduler.config)
+        pipe.scheduler.set_timesteps(10)
+        t = pipe.scheduler.timesteps[3]
+        noise = torch.randn(1, 1, 16, 16, generator=gen())
+        noisy = pipe.scheduler.add_noise(clean, noise, t.reshape(1)) if name == "ddpm" else None
+        if name == "euler":
+            pipe.scheduler._init_step_index(t)
+            sigma = pipe.scheduler.sigmas[pipe.scheduler.step_index]
+            noisy = pipe.scheduler.scale_model_input(clean + sigma * noise, t)
+        x0 = pipe._predict_original_sample(noisy, noise, t)
+        torch.testing.assert_close(x0, clean, atol=2e-3, rtol=0)
+
+
+# ----------------------------------------------------------------------------- save / load
+def test_save_load_round_trip_identical(pipe, tmp_path):
+    before = run(pipe)
+    pipe.save_pretrained(tmp_path / "p")
+    files = sorted(os.listdir(tmp_path / "p"))
+    assert files == ["model_index.json", "pipeline_glyph_diffusion.py", "scheduler", "text_encoder", "tokenizer", "unet"]
+    assert os.path.exists(tmp_path / "p" / "unet" / "diffusion_pytorch_model.safetensors")
+    index = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_glyph_diffusion", "GlyphDiffusionPipeline"]
+    assert index["max_sequence_length"] == 24
+    loaded = GlyphDiffusionPipeline.from_pretrained(tmp_path / "p")
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded) is GlyphDiffusionPipeline
+    np.testing.assert_array_equal(before, run(loaded))
+
+
+def test_save_is_atomic_and_keeps_unrelated_files(pipe, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    pipe.save_pretrained(out)
+    pipe.save_pretrained(out)  # overwrite in place
+    assert (out / "notes.txt").read_text() == "mine"
+    leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".glyph-save-")]
+    assert leftovers == [] and not [p for p in os.listdir(out) if p.startswith(".")]
+
+
+def test_plain_diffusers_refuses_without_trust_remote_code(saved_pipeline_dir):
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        DiffusionPipeline.from_pretrained(saved_pipeline_dir)
+
+
+def test_plain_diffusers_loads_remote_code_without_package(saved_pipeline_dir, tmp_path):
+    """In a process that cannot import glyph_pipeline, plain diffusers loads the folder's own module."""
+    reference = run(GlyphDiffusionPipeline.from_pretrained(saved_pipeline_dir))
+    np.save(tmp_path / "reference.npy", reference)
+    script = textwrap.dedent(
+        f"""
+        import importlib.abc, importlib.util, sys
+
+        class BlockPackage(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "glyph_pipeline" or name.startswith("glyph_pipeline."):
+                    raise ModuleNotFoundError(name)
+
+        sys.meta_path.insert(0, BlockPackage())
+        try:
+            import glyph_pipeline  # noqa
+            raise SystemExit("glyph_pipeline is importable: the test would prove nothing")
+        except ModuleNotFoundError:
+            pass
+        import numpy as np, torch
+        from diffusers import DiffusionPipeline
+        pipe = DiffusionPipeline.from_pretrained({str(saved_pipeline_dir)!r}, trust_remote_code=True)
+        assert type(pipe).__name__ == "GlyphDiffusionPipeline", type(pipe)
+        assert not type(pipe).__module__.startswith("glyph_pipeline"), type(pipe).__module__
+        pipe.set_progress_bar_config(disable=True)
+        out = pipe("gold; metal", num_inference_steps=3, output_type="np",
+                   generator=torch.Generator().manual_seed(0)).images
+        np.testing.assert_array_equal(out, np.load({str(tmp_path / "reference.npy")!r}))
+        print("REMOTE-OK", type(pipe).__module__)
+        """
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REMOTE-OK" in result.stdout
+
+
+def test_optional_components_embeds_only(pipe, tmp_path):
+    embeds, mask, neg, neg_mask = pipe.encode_prompt(PROMPTS[0])
+    bare = GlyphDiffusionPipeline(pipe.unet, pipe.scheduler, max_sequence_length=24)
+    bare.set_progress_bar_config(disable=True)
+    out = bare(prompt_embeds=embeds, prompt_attention_mask=mask, negative_prompt_embeds=neg,
+               negative_prompt_attention_mask=neg_mask, num_inference_steps=3, generator=gen(), output_type="np")
+    np.testing.assert_allclose(out.images, run(pipe), atol=1e-4)
+    with pytest.raises(ValueError, match="no text_encoder/tokenizer"):
+        bare(PROMPTS[0], num_inference_steps=1)
+    bare.save_pretrained(tmp_path / "bare")
+    reloaded = GlyphDiffusionPipeline.from_pretrained(tmp_path / "bare")
+    assert reloaded.text_encoder is None and reloaded.tokenizer is None
+
+
+def test_to_dtype(pipe):
+    pipe.to(torch.float64)
+    assert pipe.unet.dtype == torch.float64
+    images = run(pipe, output_type="pt")
+    assert images.dtype == torch.float64 and torch.isfinite(images).all()
+
+
+def test_attention_slicing_same_output(pipe):
+    before = run(pipe)
+    pipe.enable_attention_slicing(1)
+    np.testing.assert_allclose(run(pipe), before, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- encoders through presets
+def test_bert_style_encoder_through_preset():
+    """A BERT-style encoder (hidden 384, like the offline MiniLM) drives the tiny-32 preset."""
+    from transformers import BertConfig, BertModel, ByT5Tokenizer
+
+    torch.manual_seed(0)
+    bert = BertModel(
+        BertConfig(vocab_size=384, hidden_size=384, num_hidden_layers=1, num_attention_heads=6, intermediate_size=64)
+    ).eval()
+    unet = build_unet("tiny-32", bert.config.hidden_size)
+    assert unet.config.encoder_hid_dim == 384 and unet.config.sample_size == 32
+    pipe = GlyphDiffusionPipeline(unet, sampling_scheduler(), bert, ByT5Tokenizer(), max_sequence_length=16)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("fire", num_inference_steps=2, generator=gen()).images[0]
+    assert image.mode == "L" and image.size == (32, 32)
+
+
+def test_unknown_preset_lists_valid_ones():
+    with pytest.raises(ValueError, match="glyffuser-128.*tiny-32"):
+        build_unet("huge", 512)
+
+
+def test_glyffuser_128_preset_matches_original_with_encoder_width():
+    from glyph_pipeline import unet_config
+
+    config = unet_config("glyffuser-128", 512)  # t5-small
+    assert config["block_out_channels"] == (128, 256, 512, 512) and config["sample_size"] == 128
+    assert config["encoder_hid_dim"] == 512 and config["in_channels"] == config["out_channels"] == 1
+    assert unet_config("glyffuser-128", 1024)["encoder_hid_dim"] == 1024  # t5-large: no mismatch possible
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(prompt=None), ValueError, "either `prompt`"),
+        (dict(prompt_embeds=torch.zeros(1, 24, 32)), ValueError, "only one of `prompt` or `prompt_embeds`"),
+        (dict(negative_prompt=["a", "b"]), ValueError, "2 entries but there are 1 prompts"),
+        (dict(negative_prompt=3), TypeError, "negative_prompt"),
+        (dict(prompt=7), TypeError, "str or a list of str"),
+        (dict(num_inference_steps=0), ValueError, "num_inference_steps"),
+        (dict(guidance_scale=-1.0), ValueError, "guidance_scale"),
+        (dict(guidance_scale=float("nan")), ValueError, "guidance_scale"),
+        (dict(generator=[torch.Generator()] * 2), ValueError, "2 generators for 1 images"),
+        (dict(height=18), ValueError, "multiple of 4"),
+        (dict(callback_on_step_end_tensor_inputs=["bogus"]), ValueError, "Unknown callback tensor"),
+        (dict(output_type="jpeg"), ValueError, "output_type"),
+        (dict(num_images_per_prompt=0), ValueError, "num_images_per_prompt"),
+        (dict(latents=torch.zeros(1, 1, 8, 8)), ValueError, "latents"),
+    ],
+)
+def test_bad_input_is_refused_clearly(pipe, kwargs, error, match):
+    kwargs = {"prompt": PROMPTS[0], "num_inference_steps": 2, **kwargs}
+    calls = []
+    pipe.unet.register_forward_pre_hook(lambda *a: calls.append(1))
+    with pytest.raises(error, match=match):
+        pipe(**kwargs)
+    assert calls == []  # refused before any UNet work
+
+
+def test_wrong_embed_shapes_are_refused(pipe):
+    with pytest.raises(ValueError, match=r"shape \(batch, tokens, 32\)"):
+        pipe(prompt_embeds=torch.zeros(1, 24, 16))
+    with pytest.raises(ValueError, match="same shape"):
+        pipe(prompt_embeds=torch.zeros(1, 24, 32), negative_prompt_embeds=torch.zeros(1, 12, 32))
+    with pytest.raises(ValueError, match="prompt_attention_mask"):
+        pipe(prompt_embeds=torch.zeros(1, 24, 32), prompt_attention_mask=torch.ones(1, 5))
+
+
+def test_long_prompt_is_truncated_with_one_warning(pipe, caplog):
+    from diffusers.utils import logging as dlogging
+
+    long_prompt = "a very long definition " * 10
+    dlogging.get_logger("diffusers").propagate = True
+    with caplog.at_level(logging.WARNING):
+        embeds, mask, _, _ = pipe.encode_prompt([long_prompt, long_prompt], do_classifier_free_guidance=False)
+        pipe.encode_prompt(long_prompt, do_classifier_free_guidance=False)
+    assert embeds.shape[1] == 24 and mask.sum(1).tolist() == [24, 24]
+    warnings = [r for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 1 and "max_sequence_length=24" in warnings[0].getMessage()
+
+
+def test_tiny_pipeline_helper_is_deterministic():
+    a, b = tiny_pipeline(), tiny_pipeline()
+    np.testing.assert_array_equal(run(a), run(b))
+    tokenizer, encoder = tiny_text_encoder()
+    assert not encoder.training
