@@ -1,8 +1,9 @@
 """`glyffuser` command line: one subcommand per step of the data flow.
 
-Each subcommand lives in the module that owns its step; that module exposes
-``configure_parser(parser)`` and ``run(args) -> int``. Modules are imported lazily so
-``glyffuser --help`` stays fast and optional extras are only needed by the commands that use them.
+Each subcommand lives in the module that owns its step. A module with one command exposes
+``configure_parser(parser)`` and ``run(args) -> int``; a module with several exposes
+``configure_<name>(parser)`` and ``run_<name>(args)`` (name with dashes as underscores). Modules are
+imported only for the command that runs, so optional extras are needed only by the commands using them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build-dataset": ("glyph_pipeline.dataset", "Render a CJK font + Unihan definitions into a 🤗 dataset"),
     "demo": ("glyph_pipeline.demo", "Offline end-to-end demo: dataset -> tiny model -> samples"),
+    "generate": ("glyph_pipeline.figures", "Sample glyphs for prompts into a captioned PNG grid"),
+    "animate": ("glyph_pipeline.figures", "GIF of the denoising trajectory x_t beside the predicted clean glyph"),
+    "steps-grid": ("glyph_pipeline.figures", "One prompt and seed sampled with 1, 2, 3, 5, 10, 20... steps"),
+    "noising": ("glyph_pipeline.figures", "A real glyph noised from t=0 to T, labelled by t and SNR"),
+    "single-step": ("glyph_pipeline.figures", "The model's one-step prediction from pure noise, over seeds"),
+    "dataset-map": ("glyph_pipeline.dataset_map", "UMAP of the glyph dataset (PNG + interactive HTML)"),
+    "train-judge": ("glyph_pipeline.judge", "Train the radical-classifier CNN used by the glyph metrics"),
+    "evaluate": ("glyph_pipeline.metrics", "Fréchet glyph distance, KID and radical adherence of a model"),
+    "push": ("glyph_pipeline.hub", "Upload a saved glyph pipeline folder to the Hub (retry a failed push)"),
 }
 
 
@@ -26,11 +36,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        # Only import the module whose command runs (or all of them for --help listings of one command).
-        if wanted is None or wanted == name:
+        if wanted == name:  # import only the module whose command runs
             module = importlib.import_module(module_name)
-            module.configure_parser(p)
-            p.set_defaults(_module=module)
+            snake = name.replace("-", "_")
+            configure = getattr(module, f"configure_{snake}", None) or module.configure_parser
+            runner = getattr(module, f"run_{snake}", None) or module.run
+            configure(p)
+            p.set_defaults(_run=runner)
     return parser
 
 
@@ -38,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    if getattr(args, "_module", None) is None:
+    if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
-    return int(args._module.run(args) or 0)
+    return int(args._run(args) or 0)
 
 
 if __name__ == "__main__":
