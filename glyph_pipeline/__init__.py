@@ -1,18 +1,31 @@
-"""glyffuser: generate new Chinese glyphs from English definitions with a diffusers pipeline."""
+"""glyffuser: generate new Chinese glyphs from English definitions with a diffusers pipeline.
 
-from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
-from .presets import PRESETS, build_unet, unet_config
-from .schedulers import SCHEDULERS, noise_schedule, sampling_scheduler, training_scheduler
+Names are imported lazily so the `glyffuser` CLI starts fast and pulls in only what a command uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GlyphDiffusionPipeline",
-    "PRESETS",
-    "SCHEDULERS",
-    "build_unet",
-    "noise_schedule",
-    "sampling_scheduler",
-    "training_scheduler",
-    "unet_config",
-]
+_EXPORTS = {
+    "GlyphDiffusionPipeline": "pipeline_glyph_diffusion",
+    "PRESETS": "presets",
+    "build_unet": "presets",
+    "unet_config": "presets",
+    "SCHEDULERS": "schedulers",
+    "noise_schedule": "schedulers",
+    "sampling_scheduler": "schedulers",
+    "training_scheduler": "schedulers",
+    "load_text_encoder": "text_encoders",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
