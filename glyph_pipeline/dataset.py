@@ -1,0 +1,548 @@
+"""Build the glyph dataset: Unihan English definitions + a CJK font -> a 🤗 ``datasets.DatasetDict``.
+
+Each row is one ideograph: ``image`` (greyscale PNG, ink on white), ``text`` (its cleaned English
+definition, the caption the model is conditioned on), ``character``, ``codepoint``, ``block``, and the
+Kangxi ``radical`` / residual ``strokes`` from ``kRSUnicode``. Rows are split into train/test with a
+seeded, deterministic split.
+
+Command line: ``glyffuser build-dataset --out data/glyphs`` (see ``glyffuser build-dataset --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .render import (
+    DEFAULT_PNG_COMPRESS_LEVEL,
+    DEFAULT_SCALE,
+    DEFAULT_SIZE,
+    FontError,
+    load_font,
+    render_glyphs,
+)
+from .unihan import (
+    ALL_BLOCKS,
+    UNIHAN_LICENSE_NOTE,
+    DefinitionCleaner,
+    UnihanData,
+    UnihanError,
+    block_of,
+    load_unihan,
+    parse_blocks,
+    parse_rs_unicode,
+)
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+DEFAULT_TEST_FRACTION = 0.02
+DEFAULT_SEED = 0
+SPLIT_COLUMN = "split"  # marks train/test rows in the single-file parquet output
+COLUMNS = ("image", "text", "character", "codepoint", "block", "radical", "strokes")
+
+
+class GlyphDatasetError(ValueError):
+    """Bad arguments or an impossible build (e.g. nothing left to render)."""
+
+
+def glyph_features():
+    """The dataset schema: PNG images in a ``datasets.Image`` column plus text and integer metadata."""
+    from datasets import Features, Image, Value
+
+    return Features(
+        {
+            "image": Image(),
+            "text": Value("string"),
+            "character": Value("string"),
+            "codepoint": Value("int32"),
+            "block": Value("string"),
+            "radical": Value("int32"),
+            "strokes": Value("int32"),
+        }
+    )
+
+
+@dataclass
+class BuildReport:
+    """What a build kept and dropped, per block, and how long it took."""
+
+    font: str = ""
+    unihan: str = ""
+    size: int = DEFAULT_SIZE
+    scale: float = DEFAULT_SCALE
+    limit: int | None = None
+    candidates: Counter = field(default_factory=Counter)  # characters with a kDefinition in the selection
+    kept: Counter = field(default_factory=Counter)
+    missing_from_font: Counter = field(default_factory=Counter)
+    empty_definition: Counter = field(default_factory=Counter)
+    borrowed_definition: Counter = field(default_factory=Counter)  # "same as U+XXXX" resolved
+    no_definition: list[str] = field(default_factory=list)  # explicitly requested, not in Unihan
+    missing_examples: list[str] = field(default_factory=list)
+    splits: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.kept.values())
+
+    def format(self) -> str:
+        lines = [
+            f"Glyph dataset: {self.rows:,} rows ("
+            + ", ".join(f"{k} {v:,}" for k, v in self.splits.items())
+            + f") at {self.size}px, glyph scale {self.scale:.4f}",
+            f"  font:   {self.font}",
+            f"  unihan: {self.unihan}",
+        ]
+        if self.limit is not None:
+            lines.append(
+                f"  --limit {self.limit}: counts cover the characters examined until the limit was reached"
+            )
+        header = (
+            f"  {'block':<8}{'candidates':>11}{'kept':>8}{'not in font':>13}{'empty def':>11}{'borrowed':>10}"
+        )
+        lines.append(header)
+        blocks = [b for b in ALL_BLOCKS if self.candidates[b]]
+        for b in [*blocks, "total"]:
+            get = (lambda c: sum(c.values())) if b == "total" else (lambda c, b=b: c[b])
+            lines.append(
+                f"  {b:<8}{get(self.candidates):>11,}{get(self.kept):>8,}{get(self.missing_from_font):>13,}"
+                f"{get(self.empty_definition):>11,}{get(self.borrowed_definition):>10,}"
+            )
+        if self.missing_examples:
+            lines.append("  not in font (first few): " + " ".join(self.missing_examples))
+        if self.no_definition:
+            lines.append(f"  requested but without a Unihan definition: {' '.join(self.no_definition[:20])}")
+        if self.seconds:
+            lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
+        return "\n".join(lines)
+
+
+def _validate(
+    size: int, scale: float, test_fraction: float, limit: int | None, num_workers: int | None
+) -> None:
+    if not isinstance(size, int) or size < 8:
+        raise GlyphDatasetError(f"size must be an integer >= 8 (e.g. 32, 64, 128), got {size!r}.")
+    if not 0 < scale <= 1.5:
+        raise GlyphDatasetError(
+            f"scale must be in (0, 1.5], got {scale}; the original is 100/128 = {DEFAULT_SCALE}."
+        )
+    if not 0 <= test_fraction < 1:
+        raise GlyphDatasetError(f"test_fraction must be in [0, 1), got {test_fraction}.")
+    if limit is not None and limit < 1:
+        raise GlyphDatasetError(f"limit must be >= 1, got {limit}.")
+    if num_workers is not None and num_workers < 0:
+        raise GlyphDatasetError(f"num_workers must be >= 0, got {num_workers}.")
+
+
+def build_glyph_dataset(
+    *,
+    font: str | os.PathLike | None = None,
+    font_index: int | None = None,
+    unihan: str | os.PathLike | UnihanData | None = None,
+    size: int = DEFAULT_SIZE,
+    scale: float = DEFAULT_SCALE,
+    blocks: str | Iterable[str] | None = None,
+    characters: str | Iterable[str] | None = None,
+    resolve_same_as: bool = True,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = DEFAULT_SEED,
+    num_workers: int | None = None,
+    limit: int | None = None,
+    png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL,
+    progress: bool = True,
+    return_report: bool = False,
+) -> DatasetDict | tuple[DatasetDict, BuildReport]:
+    """Render every Unihan-defined ideograph the font covers into a ``DatasetDict`` (``train``/``test``).
+
+    Args:
+        font, font_index: font file and face (default: Noto Sans CJK SC, see :func:`render.load_font`).
+        unihan: Unihan directory/zip/file or already loaded :class:`UnihanData` (default: Debian
+            ``unicode-data``).
+        size, scale: canvas size in px and em size relative to it (100/128 as in the original).
+        blocks: CJK blocks to include (default URO, Ext A, Ext B and later; ``"all"`` adds compatibility).
+        characters: only these characters (overrides ``blocks``); useful for tests and demos.
+        resolve_same_as: let definitions that only point at another character borrow its definition.
+        test_fraction, seed: size of the test split and the seed that makes it deterministic. With
+            ``test_fraction=0`` (or fewer than two rows) only ``train`` is returned.
+        num_workers: rendering processes (default: all CPUs; 0/1 renders in this process).
+        limit: keep only the first ``limit`` usable characters (by code point).
+        return_report: also return the :class:`BuildReport` (counts per block, skips, timings).
+
+    Everything that can be checked (arguments, font, face index, Unihan file, coverage) is checked before
+    any glyph is rendered.
+    """
+    from datasets import Dataset, DatasetDict, DatasetInfo
+
+    t0 = time.perf_counter()
+    _validate(size, scale, test_fraction, limit, num_workers)
+    try:
+        block_names = parse_blocks(blocks) if characters is None else ALL_BLOCKS
+    except ValueError as e:
+        raise GlyphDatasetError(str(e)) from None
+    glyph_font = load_font(font, font_index)
+    t_font = time.perf_counter()
+    data = unihan if isinstance(unihan, UnihanData) else load_unihan(unihan)
+    t_unihan = time.perf_counter()
+
+    report = BuildReport(
+        font=f"{glyph_font.name} (face {glyph_font.index} of {glyph_font.path})",
+        unihan=f"Unicode {data.version or '?'} ({', '.join(data.sources) or 'in memory'})",
+        size=size,
+        scale=scale,
+        limit=limit,
+    )
+    if characters is not None:
+        requested = sorted({ord(c) for c in characters})
+        report.no_definition = [chr(cp) for cp in requested if cp not in data.definitions]
+        candidates = [cp for cp in requested if cp in data.definitions]
+    else:
+        wanted = set(block_names)
+        candidates = sorted(cp for cp in data.definitions if block_of(cp) in wanted)
+    if not candidates:
+        raise GlyphDatasetError(
+            f"No character with a Unihan definition in the selection (blocks: {', '.join(block_names)})."
+        )
+    covered = [cp for cp in candidates if cp in glyph_font.codepoints]
+    if not covered:
+        raise FontError(
+            f"{glyph_font.name} ({glyph_font.path}, face {glyph_font.index}) covers none of the "
+            f"{len(candidates):,} selected CJK characters. Pass a CJK font with --font (e.g. Noto Sans CJK)."
+        )
+
+    cleaner = DefinitionCleaner(data.definitions, resolve_same_as=resolve_same_as)
+    rows: dict[str, list] = {name: [] for name in COLUMNS}
+    for cp in candidates:
+        if limit is not None and len(rows["codepoint"]) >= limit:
+            break
+        block = block_of(cp)
+        report.candidates[block] += 1
+        if cp not in glyph_font.codepoints:
+            report.missing_from_font[block] += 1
+            if len(report.missing_examples) < 10:
+                report.missing_examples.append(f"U+{cp:04X}")
+            continue
+        text, borrowed = cleaner(cp)
+        if not text:
+            report.empty_definition[block] += 1
+            continue
+        report.borrowed_definition[block] += borrowed
+        report.kept[block] += 1
+        radical, strokes = parse_rs_unicode(data.rs_unicode.get(cp))
+        rows["text"].append(text)
+        rows["character"].append(chr(cp))
+        rows["codepoint"].append(cp)
+        rows["block"].append(block)
+        rows["radical"].append(radical)
+        rows["strokes"].append(strokes)
+    if not rows["codepoint"]:
+        raise GlyphDatasetError(
+            "Every selected character was dropped (not in the font or no English definition)."
+        )
+    t_select = time.perf_counter()
+
+    pngs = render_glyphs(
+        rows["character"],
+        glyph_font,
+        size=size,
+        scale=scale,
+        num_workers=num_workers,
+        compress_level=png_compress_level,
+        progress=progress,
+    )
+    t_render = time.perf_counter()
+
+    features = glyph_features()
+    info = DatasetInfo(
+        features=features,
+        description=(
+            f"CJK glyphs rendered from {glyph_font.name} at {size}px (em = {scale:.4f} x canvas, em box centred), "
+            f"captioned with cleaned English definitions from Unicode {data.version or ''} Unihan kDefinition."
+        ),
+        license=f"{UNIHAN_LICENSE_NOTE} Glyph images: rendered from {glyph_font.name}; see the font's licence "
+        "(Noto CJK: SIL Open Font License 1.1).",
+    )
+    # Image dicts with bytes skip datasets' per-row PIL encoding.
+    rows["image"] = [{"bytes": b, "path": None} for b in pngs]
+    n_rows = len(pngs)
+    n_test = math.ceil(test_fraction * n_rows) if test_fraction > 0 else 0
+    if 0 < n_test < n_rows:
+        # datasets' own seeded split decides membership; each split is then built directly from the
+        # column lists in code point order (no indices mapping to flatten on every save).
+        split = Dataset.from_dict({"row": list(range(n_rows))}).train_test_split(test_size=n_test, seed=seed)
+        # (to_dict: iterating a lazy Column row by row costs seconds for 20k rows)
+        members = {name: sorted(split[name].to_dict()["row"]) for name in ("train", "test")}
+    else:
+        members = {"train": list(range(n_rows))}
+    dsd = DatasetDict(
+        {
+            name: Dataset.from_dict(
+                {col: [rows[col][i] for i in idx] for col in COLUMNS}, features=features, info=info
+            )
+            for name, idx in members.items()
+        }
+    )
+    t_end = time.perf_counter()
+    report.splits = {name: len(ds) for name, ds in dsd.items()}
+    report.seconds = {
+        "font": t_font - t0,
+        "unihan": t_unihan - t_font,
+        "select+clean": t_select - t_unihan,
+        "render": t_render - t_select,
+        "assemble": t_end - t_render,
+        "total": t_end - t0,
+    }
+    return (dsd, report) if return_report else dsd
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing (atomic) and loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_target(path: Path, overwrite: bool, what: str) -> None:
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{what} {path} already exists; pass --overwrite (overwrite=True) to replace it."
+        )
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` onto ``target``; an existing target is swapped out first, then deleted."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(target, trash)
+    os.replace(tmp, target)
+    if trash.is_dir():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        trash.unlink(missing_ok=True)
+
+
+def save_dataset(dataset: Dataset | DatasetDict, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``save_to_disk`` into a temporary folder next to ``out_dir``, then rename: never a half-written dataset."""
+    target = Path(out_dir)
+    _check_target(target, overwrite, "Output folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        dataset.save_to_disk(str(tmp))
+        _replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def save_parquet(dataset: Dataset | DatasetDict, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """All rows in one parquet file (temp file + rename); a ``split`` column records train/test.
+
+    The ``datasets`` features (``Image``) travel in the file's metadata, so
+    :func:`load_glyph_dataset` / ``load_dataset("parquet", ...)`` get images back.
+    """
+    from datasets import DatasetDict, Value, concatenate_datasets
+
+    target = Path(path)
+    _check_target(target, overwrite, "Parquet file")
+    if target.is_dir():
+        raise GlyphDatasetError(
+            f"--parquet {target} is a directory; give a file name such as glyphs.parquet."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    parts = dataset if isinstance(dataset, DatasetDict) else {"train": dataset}
+    table = concatenate_datasets(
+        [ds.add_column(SPLIT_COLUMN, [name] * len(ds), feature=Value("string")) for name, ds in parts.items()]
+    )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        table.to_parquet(str(tmp))
+        _replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _split_by_column(dsd: DatasetDict) -> DatasetDict:
+    """Undo :func:`save_parquet`'s single-table layout: one split per value of the ``split`` column."""
+    from datasets import DatasetDict
+
+    out = {}
+    for ds in dsd.values():
+        if SPLIT_COLUMN not in ds.column_names:
+            return dsd
+        for name in sorted(ds.unique(SPLIT_COLUMN), key=lambda n: (n != "train", n)):
+            part = ds.filter(
+                lambda s, name=name: [x == name for x in s], input_columns=[SPLIT_COLUMN], batched=True
+            )
+            out[name] = part.remove_columns(SPLIT_COLUMN)
+    return DatasetDict(out)
+
+
+def load_glyph_dataset(
+    source: str | os.PathLike, split: str | None = None, **load_kwargs
+) -> Dataset | DatasetDict:
+    """Load a glyph dataset from whatever the training script is given.
+
+    ``source`` may be a ``save_to_disk`` folder, a parquet file (as written by ``--parquet``), a local
+    folder ``datasets.load_dataset`` understands (e.g. ``imagefolder`` with ``metadata.jsonl``), or a Hub
+    dataset name. ``split=None`` returns a ``DatasetDict``; a split name returns that ``Dataset``.
+    ``load_kwargs`` go to ``datasets.load_dataset`` (e.g. ``cache_dir``, ``revision``).
+    """
+    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+    path = Path(source)
+    if path.exists():
+        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+            loaded = load_from_disk(str(path))
+        elif path.is_file():
+            suffix = path.suffix.lower().lstrip(".")
+            builder = {
+                "parquet": "parquet",
+                "arrow": "arrow",
+                "jsonl": "json",
+                "json": "json",
+                "csv": "csv",
+            }.get(suffix)
+            if builder is None:
+                raise GlyphDatasetError(
+                    f"Don't know how to load {path}: expected a parquet file, a save_to_disk folder, an imagefolder "
+                    "directory with metadata.jsonl, or a Hub dataset name."
+                )
+            loaded = load_dataset(builder, data_files=str(path), **load_kwargs)
+        else:
+            loaded = load_dataset(str(path), **load_kwargs)
+    else:
+        text = str(source)
+        if (
+            text.startswith((".", "/", "~"))
+            or text.count("/") > 1
+            or path.suffix in (".parquet", ".arrow", ".jsonl")
+        ):
+            raise FileNotFoundError(
+                f"Dataset path {source} does not exist (and it is not a Hub dataset name like 'user/glyphs')."
+            )
+        loaded = load_dataset(str(source), **load_kwargs)
+    dsd = DatasetDict({"train": loaded}) if isinstance(loaded, Dataset) else DatasetDict(loaded)
+    dsd = _split_by_column(dsd)
+    if split is None:
+        return dsd
+    if split not in dsd:
+        raise GlyphDatasetError(f"Split {split!r} not in {source}; available: {', '.join(dsd)}.")
+    return dsd[split]
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line: `glyffuser build-dataset`
+# --------------------------------------------------------------------------------------------------
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``glyffuser build-dataset``."""
+    out = parser.add_argument_group("outputs (at least one)")
+    out.add_argument("--out", type=Path, help="save_to_disk folder (written to a temp folder, then renamed)")
+    out.add_argument("--parquet", type=Path, help="single parquet file with all rows and a 'split' column")
+    out.add_argument("--push-to-hub", metavar="REPO", help="push the DatasetDict to this Hub dataset repo")
+    out.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out folder / --parquet file"
+    )
+    src = parser.add_argument_group("sources")
+    src.add_argument("--font", type=Path, help="font file (default: Noto Sans CJK from noto-cjk-sans-otc)")
+    src.add_argument(
+        "--font-index", type=int, help="face in a .ttc collection (default: the ' SC' face if any, else 0)"
+    )
+    src.add_argument(
+        "--unihan",
+        type=Path,
+        help="Unihan directory, Unihan.zip or Unihan_Readings.txt[.bz2] (default: unicode-data)",
+    )
+    sel = parser.add_argument_group("selection and rendering")
+    sel.add_argument(
+        "--blocks",
+        default="default",
+        help=f"comma-separated CJK blocks ({', '.join(ALL_BLOCKS)}), 'all', or 'default' (all but compat)",
+    )
+    sel.add_argument("--characters", help="only these characters (overrides --blocks), e.g. '永字八法'")
+    sel.add_argument("--limit", type=int, help="keep only the first N usable characters (tests, demos)")
+    sel.add_argument("--size", type=int, default=DEFAULT_SIZE, help="image size in px (default: 128)")
+    sel.add_argument(
+        "--scale", type=float, default=DEFAULT_SCALE, help="em size / image size (default: 100/128 = 0.78125)"
+    )
+    sel.add_argument(
+        "--resolve-same-as",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="definitions that only say 'same as U+XXXX' borrow the target's definition (default: on)",
+    )
+    sel.add_argument(
+        "--test-fraction", type=float, default=DEFAULT_TEST_FRACTION, help="test split size (0.02)"
+    )
+    sel.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="seed of the train/test split (default: 0)"
+    )
+    sel.add_argument(
+        "--num-workers", type=int, help="rendering processes (default: all CPUs; 0 = in-process)"
+    )
+    sel.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``glyffuser build-dataset``: validate outputs, build, save, print a summary."""
+    prog = "glyffuser build-dataset"
+    try:
+        if not (args.out or args.parquet or args.push_to_hub):
+            raise GlyphDatasetError(
+                "nothing to write: pass --out DIR, --parquet FILE and/or --push-to-hub REPO."
+            )
+        # Refuse existing outputs before spending time on rendering.
+        if args.out:
+            _check_target(args.out, args.overwrite, "Output folder")
+        if args.parquet:
+            _check_target(args.parquet, args.overwrite, "Parquet file")
+            if args.parquet.is_dir():
+                raise GlyphDatasetError(f"--parquet {args.parquet} is a directory; give a file name.")
+        dsd, report = build_glyph_dataset(
+            font=args.font,
+            font_index=args.font_index,
+            unihan=args.unihan,
+            size=args.size,
+            scale=args.scale,
+            blocks=args.blocks,
+            characters=args.characters,
+            resolve_same_as=args.resolve_same_as,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            num_workers=args.num_workers,
+            limit=args.limit,
+            progress=not args.no_progress,
+            return_report=True,
+        )
+        print(report.format())
+        t0 = time.perf_counter()
+        if args.out:
+            print(f"saved to {save_dataset(dsd, args.out, overwrite=args.overwrite)}")
+        if args.parquet:
+            print(f"wrote {save_parquet(dsd, args.parquet, overwrite=args.overwrite)}")
+        if args.push_to_hub:
+            dsd.push_to_hub(args.push_to_hub)
+            print(f"pushed to the Hub: {args.push_to_hub}")
+        print(f"done in {report.seconds['total'] + time.perf_counter() - t0:.1f}s")
+    except (GlyphDatasetError, FontError, UnihanError, FileNotFoundError, FileExistsError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

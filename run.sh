@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One entry point that does all set-up on a fresh machine, then runs a job.
+#   bash run.sh demo   # the main job, offline: glyph dataset -> tiny model -> samples (a few minutes on CPU)
+#   bash run.sh test   # the test suite
+# Set-up (idempotent): a .venv with a pinned CPU torch installed first (a bare `torch` would pull a
+# multi-GB CUDA build), then this package with its extras; Debian's unicode-data for Unihan if missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+TORCH_VERSION="${GLYFFUSER_TORCH_VERSION:-2.13.0}"
+VENV="${GLYFFUSER_VENV:-.venv}"
+PY="$VENV/bin/python"
+
+setup() {
+  if [ ! -x "$PY" ]; then
+    python3 -m venv "$VENV"
+  fi
+  local stamp="$VENV/.glyffuser-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q "torch==$TORCH_VERSION"
+    "$PY" -m pip install -q -e ".[dev,viz]"
+    touch "$stamp"
+  fi
+  # Unihan (kDefinition, kRSUnicode) comes from Debian's unicode-data package.
+  if [ ! -e /usr/share/unicode/Unihan_Readings.txt.bz2 ] && [ ! -e /usr/share/unicode/Unihan_Readings.txt ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unicode-data >/dev/null
+    else
+      echo "warning: Unihan not found; install Debian's unicode-data (or pass --unihan PATH)" >&2
+    fi
+  fi
+}
+
+job="${1:-}"
+shift || true
+case "$job" in
+  demo)
+    setup
+    export HF_HUB_OFFLINE=1
+    exec "$VENV/bin/glyffuser" demo "$@"
+    ;;
+  test)
+    setup
+    "$VENV/bin/ruff" check .
+    exec "$PY" -m pytest "$@"
+    ;;
+  setup)
+    setup
+    ;;
+  *)
+    echo "usage: bash run.sh {demo|test|setup} [args...]" >&2
+    exit 2
+    ;;
+esac
