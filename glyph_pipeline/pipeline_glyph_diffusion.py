@@ -11,6 +11,7 @@ Pixels live in [-1, 1]: white paper = +1, black ink = -1. The UNet denoises pixe
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import math
@@ -121,6 +122,75 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
             shutil.rmtree(staging, ignore_errors=True)
         if push_to_hub:
             self.push_to_hub(**_push_kwargs(kwargs, default_repo_id=os.path.basename(save_directory)))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        subfolder: str | None = None,
+        *,
+        revision: str | None = None,
+        training_config: dict[str, Any] | None = None,
+        sample_prompts: list[str] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> str:
+        """Push the pipeline with a glyph model card and this module as remote code (not diffusers' generic card).
+
+        With the `glyph_pipeline` package installed, `glyph_pipeline.hub.push_pipeline_folder` writes the full card
+        (model facts, usage, `training_config` table, `metrics`) and filters the upload; otherwise (e.g. this file
+        was itself loaded as remote code) a minimal glyph card is written. `sample_prompts` renders a sample grid
+        (one row per prompt, 4 seeds, 20 steps, guidance 3) committed as `samples.png` and shown in the card; it
+        costs 4 x len(prompts) x 20 x 2 UNet evaluations. The token is passed explicitly to every Hub call and
+        is never written anywhere. Returns the commit URL.
+        """
+        if subfolder:
+            raise ValueError(
+                "A glyph pipeline is pushed at the repo root (model_index.json must be there for "
+                "`from_pretrained(repo)`); drop `subfolder`."
+            )
+        message = commit_message or f"Upload {type(self).__name__}"
+        with tempfile.TemporaryDirectory(prefix="glyph-push-") as tmp:
+            folder = os.path.join(tmp, "pipeline")
+            self.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant)
+            grid = caption = None
+            if sample_prompts:
+                grid, caption = self._sample_grid(list(sample_prompts))
+            try:  # not a plain import: diffusers' remote-code import check would warn about the package
+                hub = importlib.import_module("glyph_pipeline.hub")
+            except ImportError:
+                hub = None
+            if hub is not None:
+                try:
+                    return hub.push_pipeline_folder(
+                        folder, repo_id, token=token, revision=revision, commit_message=message,
+                        training_config=training_config, sample_grid=grid, private=bool(private),
+                        create_pr=create_pr, metrics=metrics, sample_caption=caption, card="regenerate",
+                        retry_hint=False,
+                    )
+                except hub.HubPushError as err:  # the folder was temporary: retrying means calling push_to_hub again
+                    raise hub.HubError(f"{err.reason} Call push_to_hub again to retry.") from err
+            return _push_with_minimal_card(folder, repo_id, token, private, revision, message, create_pr, grid, caption)
+
+    def _sample_grid(self, prompts: list[str], per_prompt: int = 4):
+        """A seeded grid (rows = prompts) with the recommended settings, for the model card."""
+        from diffusers.utils import make_image_grid
+
+        generators = [torch.Generator().manual_seed(i) for i in range(len(prompts) * per_prompt)]
+        images = self(
+            prompts, num_images_per_prompt=per_prompt, num_inference_steps=20, guidance_scale=3.0, generator=generators
+        ).images
+        grid = make_image_grid(images, rows=len(prompts), cols=per_prompt, resize=max(images[0].size[0], 64))
+        quoted = ", ".join(f"“{p}”" for p in prompts)
+        caption = (
+            f"Samples, one row per prompt ({quoted}), {per_prompt} seeds each; "
+            f"`{type(self.scheduler).__name__}`, 20 steps, guidance scale 3.0."
+        )
+        return grid, caption
 
     # ------------------------------------------------------------------ text
     @property
@@ -551,3 +621,65 @@ def _move_entries_into(staging: str, target: str) -> None:
 def _push_kwargs(kwargs: dict[str, Any], default_repo_id: str) -> dict[str, Any]:
     keys = ("commit_message", "private", "token", "create_pr")
     return {"repo_id": kwargs.get("repo_id", default_repo_id), **{k: kwargs[k] for k in keys if k in kwargs}}
+
+
+_MINIMAL_CARD = """---
+library_name: diffusers
+pipeline_tag: text-to-image
+license: apache-2.0
+tags:
+- diffusers
+- text-to-image
+- glyffuser
+- chinese
+- cjk
+- glyphs
+- pixel-space
+- custom_code
+- diffusers:GlyphDiffusionPipeline
+---
+
+# {name}
+
+A glyffuser text-to-glyph diffusion model: new Chinese-character-like glyphs from English definitions,
+{size}x{size} greyscale pixels. The glyphs are invented shapes, not characters of any writing system.
+{samples}
+```python
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)  # class from {module}.py
+image = pipe("water", num_inference_steps=20, guidance_scale=3.0).images[0]
+```
+
+Recommended: DPM-Solver++ 2M with thresholding, about 20 steps, guidance scale about 3. Install
+`glyph-pipeline` for `GlyphDiffusionPipeline.from_pretrained("{repo_id}")` without remote code and for the
+full model card (`glyffuser push`). Code and weights: Apache-2.0; glyph images rendered from Noto Sans CJK
+(OFL-1.1); definitions from the Unicode Unihan database (Unicode License v3).
+"""
+
+
+def _push_with_minimal_card(folder, repo_id, token, private, revision, message, create_pr, grid, caption) -> str:
+    """Fallback of `push_to_hub` without the glyph_pipeline package: a short glyph card, then upload."""
+    from huggingface_hub import create_branch, create_repo, get_token, upload_folder
+
+    token = token or get_token()
+    repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    if revision and revision != "main" and not revision.startswith("refs/pr/"):
+        create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+    samples = ""
+    if grid is not None:
+        grid.save(os.path.join(folder, "samples.png"))
+        samples = f"\n![samples](samples.png)\n\n{caption}\n"
+    with open(os.path.join(folder, "unet", "config.json"), encoding="utf-8") as f:
+        size = json.load(f).get("sample_size", "?")
+    card = _MINIMAL_CARD.format(
+        name=repo_id.split("/")[-1], repo_id=repo_id, size=size, samples=samples, module=REMOTE_CODE_MODULE
+    )
+    if token and token in card:
+        raise ValueError("Refusing to publish a model card that contains the Hub token.")
+    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
+        f.write(card)
+    return upload_folder(
+        repo_id=repo_id, folder_path=folder, token=token, revision=revision, commit_message=message,
+        create_pr=create_pr, ignore_patterns=["*.tmp", ".*"],
+    )

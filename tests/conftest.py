@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hub_fixtures import local_hub  # noqa: E402, F401  (LocalHub fixture for the Hub tests)
 
 TINY_UNET = dict(block_out_channels=(16, 32, 32), norm_num_groups=8, cross_attention_dim=32, sample_size=16)
 

@@ -1,0 +1,936 @@
+# Copyright 2026 The glyffuser developers. Licensed under the Apache License, Version 2.0.
+"""Share glyph pipelines on the Hugging Face Hub: check the repo early, write a real model card, upload safely.
+
+The training script calls :func:`prepare_hub_repo` before the first step (a bad token or an unreachable
+Hub fails in seconds, not after hours of training) and :func:`push_pipeline_folder` after saving. A push
+that fails leaves the output folder complete and names the one command that retries it:
+``glyffuser push DIR REPO`` (:func:`run`).
+
+This module imports only ``huggingface_hub``, ``jinja2`` and the standard library (PIL only to convert a
+sample grid), so ``glyffuser push`` starts fast and never loads torch or diffusers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import struct
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from huggingface_hub import ModelCard
+    from PIL.Image import Image as PILImage
+
+logger = logging.getLogger(__name__)
+
+#: Card template, shipped in the wheel as package data of ``glyph_pipeline.model_card``.
+CARD_TEMPLATE = "README.md.jinja"
+#: First line of the card body; a README.md without it was written by a person and is kept by default.
+CARD_MARKER = "<!-- glyffuser-model-card:"
+SAMPLES_FILE = "samples.png"
+TRAINING_CONFIG_FILE = "training_config.json"
+METRICS_FILE = "metrics.json"
+DEFAULT_COMMIT_MESSAGE = "Upload glyffuser pipeline"
+LICENSE = "apache-2.0"
+CARD_TAGS = (
+    "diffusers",
+    "text-to-image",
+    "glyffuser",
+    "chinese",
+    "cjk",
+    "glyphs",
+    "pixel-space",
+    "custom_code",
+    "diffusers:GlyphDiffusionPipeline",
+)
+# Same values as glyph_pipeline.schedulers.RECOMMENDED_* (not imported: that module loads diffusers).
+RECOMMENDED_STEPS = 20
+RECOMMENDED_GUIDANCE = 3.0
+RECOMMENDED_SAMPLER = (
+    'DPM-Solver++ 2M (`DPMSolverMultistepScheduler`, `algorithm_type="dpmsolver++"`, `solver_order=2`) with '
+    "dynamic thresholding (`thresholding=True, sample_max_value=1.0`)"
+)
+# The packaged offline text encoder alias -> the Hub model it is a copy of.
+_ENCODER_ALIASES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+
+#: Never uploaded: training state, trackers, caches, partial writes, pickled weights. The pipeline itself
+#: (model_index.json, component folders with safetensors, the remote-code module), README.md, samples.png,
+#: training_config.json (no token: the training script drops token arguments) and metrics.json are.
+#: Patterns use huggingface_hub semantics (fnmatch on the relative path, `*` crosses `/`, `dir/` = `dir/*`).
+IGNORE_PATTERNS: list[str] = [
+    "checkpoint-*",  # accelerate save_state folders (optimizer, EMA, RNG states), incl. checkpoint-N.tmp
+    "logs/", "runs/", "wandb/", "*tfevents*",  # trackers
+    "validation/",  # intermediate grids: the final one is committed as samples.png
+    "*cache*/", "*embeddings*/", "*.npy", "*.npz",  # text-embedding caches
+    "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*optimizer*", "random_states_*",  # pickles
+    "*.tmp", "*.tmp/", "*.lock", "*.part", ".*", "*/.*",  # partial/atomic writes, hidden files
+    "debug_*", "__pycache__/", "*.pyc",
+]  # fmt: skip
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".msgpack", ".h5")
+_TEXT_SUFFIXES = (".json", ".md", ".txt", ".py", ".yaml", ".yml", ".cfg", ".jinja", ".csv")
+_TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}(?![A-Za-z0-9])")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LOGIN_HINT = (
+    "log in with `hf auth login` (older clients: `huggingface-cli login`), pass a token explicitly "
+    "(`--hub_token` when training, `--token` for `glyffuser push`), or set HF_TOKEN"
+)
+
+
+class HubError(RuntimeError):
+    """A Hub operation could not be done; the message says why and names the fix."""
+
+
+class HubPushError(HubError):
+    """A push failed at the Hub (token, network, server). The folder is complete; `retry_command` re-uploads it."""
+
+    def __init__(self, reason: str, retry_command: str | None):
+        self.reason = reason
+        self.retry_command = retry_command
+        message = reason
+        if retry_command:
+            message += f"\nThe local output is complete. Retry the upload with:\n    {retry_command}"
+        super().__init__(message)
+
+
+# ============================================================================================ token, errors
+def resolve_token(token: str | None = None) -> str | None:
+    """The token to use: explicit > `HF_TOKEN` > the cached login (`hf auth login`). Never stored by us."""
+    if token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    return seen
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return isinstance(err, (ConnectionError, TimeoutError)) or bool(
+        names & {"ConnectError", "ConnectTimeout", "TransportError", "NetworkError", "TimeoutException",
+                 "ConnectionError", "ProxyError", "gaierror"}  # fmt: skip
+    )
+
+
+def explain_hub_error(err: BaseException, action: str, repo_id: str) -> str:
+    """One sentence on what went wrong with `action` on `repo_id`, and how to fix it."""
+    from huggingface_hub.errors import HFValidationError, OfflineModeIsEnabled
+
+    endpoint = _endpoint()
+    chain = _chain(err)
+    for e in chain:
+        if isinstance(e, OfflineModeIsEnabled):
+            return f"HF_HUB_OFFLINE is set, so nothing can be sent to the Hub: unset HF_HUB_OFFLINE to {action}."
+        if isinstance(e, HFValidationError):
+            return f"{repo_id!r} is not a valid repo id ({e}). Use 'name' or 'user-or-org/name'."
+    for e in chain:
+        response = getattr(e, "response", None)
+        status = getattr(response, "status_code", None)
+        if status is None:
+            continue
+        detail = getattr(e, "server_message", None) or str(e).splitlines()[0]
+        if status == 401:
+            return (
+                f"The Hub at {endpoint} rejected the token (401 Unauthorized: invalid, expired or revoked; "
+                f"{detail}). Create a write token at {endpoint}/settings/tokens, then {_LOGIN_HINT}."
+            )
+        if status == 403:
+            return (
+                f"The token is not allowed to {action} {repo_id} (403 Forbidden: {detail}). Use a token with "
+                f"write access to that namespace ({endpoint}/settings/tokens), then {_LOGIN_HINT}."
+            )
+        if status == 404:
+            return f"{repo_id} or its revision was not found on {endpoint} (404: {detail})."
+        if status >= 500:
+            return f"The Hub at {endpoint} failed to {action} {repo_id} ({status}: {detail}); this is usually temporary."
+        return f"The Hub at {endpoint} refused to {action} {repo_id} ({status}: {detail})."
+    if any(_is_connection_error(e) for e in chain):
+        configured = os.environ.get("HF_ENDPOINT")
+        where = f"HF_ENDPOINT={configured}" if configured else "HF_ENDPOINT is unset, i.e. https://huggingface.co"
+        return (
+            f"Could not reach the Hub at {endpoint} ({type(err).__name__}: {err}). Check the network connection "
+            f"and HF_ENDPOINT ({where})."
+        )
+    return f"Could not {action} {repo_id}: {type(err).__name__}: {err}"
+
+
+def check_no_token(text: str, token: str | None, where: str) -> None:
+    """Refuse to publish `text` if it holds the token or anything that looks like a Hub token."""
+    if token and token in text:
+        raise HubError(f"Refusing to publish {where}: it contains the Hub token in use. Remove it and retry.")
+    match = _TOKEN_LIKE.search(text)
+    if match:
+        raise HubError(
+            f"Refusing to publish {where}: it contains a string that looks like a Hugging Face token "
+            f"({match.group()[:5]}...). Remove it (tokens belong in HF_TOKEN or `hf auth login`) and retry."
+        )
+
+
+# ============================================================================================ repo
+def prepare_hub_repo(
+    repo_id: str, token: str | None = None, private: bool = False, revision: str | None = None
+) -> str:
+    """Check the token and create (or find) the repo and branch, before any training or saving.
+
+    Returns the full repo id (`user/name` when `repo_id` had no namespace). Raises :class:`HubError` in
+    seconds, with the fix in the message, for a missing/invalid/read-only token, a namespace the user
+    can't write to, or an unreachable endpoint.
+    """
+    from huggingface_hub import HfApi
+
+    token = resolve_token(token)
+    if not token:
+        raise HubError(f"No Hugging Face token found to push to {repo_id!r}: {_LOGIN_HINT}.")
+    api = HfApi(token=token)
+    try:
+        me = api.whoami(token=token)
+    except Exception as err:
+        raise HubError(explain_hub_error(err, "check the token for", repo_id)) from err
+    user = me.get("name")
+    role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise HubError(
+            f"The token of {user!r} is read-only, so it cannot push {repo_id}. Create a token with write access at "
+            f"{_endpoint()}/settings/tokens, then {_LOGIN_HINT}."
+        )
+    namespace = repo_id.split("/", 1)[0] if "/" in repo_id else user
+    allowed = [user] + [o.get("name") for o in me.get("orgs") or []]
+    if role == "write" and namespace not in allowed:  # fine-grained tokens: let the Hub decide
+        raise HubError(
+            f"{user!r} cannot create repos in the namespace {namespace!r} (theirs: {', '.join(map(str, allowed))}). "
+            f"Push to '{user}/{repo_id.split('/')[-1]}' or use a token of a member of {namespace!r}."
+        )
+    try:
+        full_id = api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model").repo_id
+        if revision and revision != "main" and not revision.startswith("refs/pr/"):
+            api.create_branch(full_id, branch=revision, token=token, exist_ok=True)
+    except Exception as err:
+        raise HubError(explain_hub_error(err, "create", repo_id)) from err
+    logger.info(f"Hub repo {full_id} is ready (user {user}{', branch ' + revision if revision else ''}).")
+    return full_id
+
+
+# ============================================================================================ folder checks
+def files_to_upload(folder: str | os.PathLike, ignore_patterns: Sequence[str] = IGNORE_PATTERNS) -> list[str]:
+    """The relative paths `push_pipeline_folder` would upload (same filter as `upload_folder`)."""
+    from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+
+    root = Path(folder)
+    paths = sorted(p.relative_to(root).as_posix() for p in root.glob("**/*") if p.is_file())
+    return list(filter_repo_objects(paths, ignore_patterns=list(ignore_patterns) + list(DEFAULT_IGNORE_PATTERNS)))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_pipeline_folder(folder: str | os.PathLike, files: Sequence[str] | None = None) -> dict[str, Any]:
+    """Make sure `folder` is a saved glyph pipeline that loads from the Hub; returns its model_index.json."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise HubError(f"{root} is not a folder. Pass the folder a pipeline was saved to (the training --output_dir).")
+    index = _read_json(root / "model_index.json")
+    if index is None:
+        raise HubError(
+            f"{root} has no readable model_index.json, so it is not a saved pipeline. Save one with "
+            "`pipe.save_pretrained(DIR)`, or let training finish (it saves the pipeline at the end)."
+        )
+    name = index.get("_class_name")
+    if not (isinstance(name, list) and len(name) == 2 and (root / f"{name[0]}.py").is_file()):
+        raise HubError(
+            f"{root}/model_index.json names the pipeline class as {name!r} without its module file next to it, so "
+            "`DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)` could not load it. Re-save it with "
+            "`GlyphDiffusionPipeline.from_pretrained(DIR).save_pretrained(DIR)` (writes the module and the list-form "
+            "_class_name)."
+        )
+    files = files_to_upload(root) if files is None else files
+    for component, spec in index.items():
+        if component.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        sub = root / component
+        if not sub.is_dir():
+            raise HubError(f"{root} lacks the folder of component {component!r} listed in model_index.json; re-save it.")
+        local = [p.name for p in sub.iterdir() if p.is_file()]
+        if any(n.endswith(_WEIGHT_SUFFIXES) for n in local) and not any(
+            f.startswith(f"{component}/") and f.endswith(".safetensors") for f in files
+        ):
+            raise HubError(
+                f"{sub} holds weights but no .safetensors file; only safetensors are published. Re-save the pipeline "
+                "with `save_pretrained(DIR)` (safetensors is the default)."
+            )
+    return index
+
+
+def _stage(root: Path, files: Sequence[str], stage: Path) -> None:
+    """Mirror `files` of `root` into `stage`: symlinks (no copy of the weights), except the JSON run records,
+    which are written without local paths."""
+    for rel in files:
+        src, dst = root / rel, stage / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if rel in (TRAINING_CONFIG_FILE, METRICS_FILE):
+            data = _read_json(src)
+            if data is not None:
+                dst.write_text(json.dumps(without_local_paths(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                continue
+        try:
+            os.symlink(src.absolute(), dst)
+        except OSError:  # e.g. Windows without symlink rights
+            shutil.copy2(src, dst)
+
+
+def _scan_files_for_tokens(stage: Path, files: Sequence[str], token: str | None, shown_root: Path) -> None:
+    """The token must not be in any published file; token-looking strings must not be in small text files."""
+    needle = token.encode() if token else None
+    for rel in files:
+        path = stage / rel
+        if path.suffix == ".safetensors" or path.stat().st_size > 10 * 1024 * 1024:
+            continue
+        data = path.read_bytes()
+        if needle and needle in data:
+            raise HubError(f"Refusing to upload {shown_root / rel}: it contains the Hub token in use. Remove it and retry.")
+        if path.suffix in _TEXT_SUFFIXES and Path(rel).name != "tokenizer.json":
+            check_no_token(data.decode("utf-8", "replace"), None, str(shown_root / rel))
+
+
+# ============================================================================================ model card
+def _hub_id(value: Any) -> str | None:
+    """`value` if it names a Hub repo (not a local path), after mapping the packaged encoder alias."""
+    if not isinstance(value, str):
+        return None
+    value = _ENCODER_ALIASES.get(value, value)
+    if _HUB_ID.match(value) and not value.startswith((".", "/", "~")) and not os.path.exists(value):
+        return value
+    return None
+
+
+def _count(n: int | None) -> str | None:
+    if not n:
+        return None
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+def _safetensors_parameters(folder: Path) -> int | None:
+    """Parameter count from the safetensors headers alone (no torch, no weights read)."""
+    groups: dict[str | None, list[Path]] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        parts = path.name.split(".")
+        variant = parts[-2] if len(parts) > 2 else None
+        groups.setdefault(variant, []).append(path)
+    if not groups:
+        return None
+    total = 0
+    for path in groups.get(None) or next(iter(groups.values())):
+        try:
+            with open(path, "rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(size))
+        except (OSError, ValueError, struct.error):
+            return None
+        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
+def _duration(seconds: Any) -> str | None:
+    if not isinstance(seconds, (int, float)):
+        return None
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def pipeline_facts(folder: str | os.PathLike, training_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the card says about the model, read from the saved files (configs and safetensors headers)."""
+    root = Path(folder)
+    tc = training_config or {}
+    index = _read_json(root / "model_index.json") or {}
+    unet = _read_json(root / "unet" / "config.json") or {}
+    sched = _read_json(root / "scheduler" / "scheduler_config.json") or {}
+    enc = _read_json(root / "text_encoder" / "config.json") or {}
+    name = index.get("_class_name")
+    pipeline_class = name[1] if isinstance(name, list) else name or "GlyphDiffusionPipeline"
+
+    te_tc = tc.get("text_encoder") or {}
+    te_id = _hub_id(te_tc.get("name_or_path")) or _hub_id(enc.get("_name_or_path"))
+    # The saved files describe the published weights; the training record only adds the encoder's name.
+    te_class = (enc.get("architectures") or [None])[0] or (index.get("text_encoder") or [None, None])[1] or te_tc.get("class")
+    hidden = enc.get("d_model") or enc.get("hidden_size") or te_tc.get("hidden_size")
+    details = ", ".join(x for x in (te_class, f"hidden size {hidden}" if hidden else None) if x)
+    te_label = f"`{te_id}` ({details})" if te_id else (f"`{te_class}`" + (f" (hidden size {hidden})" if hidden else "")
+                                                      if te_class else "custom")
+
+    notes = []
+    if sched.get("algorithm_type"):
+        notes.append(f"{sched['algorithm_type']}, order {sched.get('solver_order', '?')}")
+    if sched.get("thresholding"):
+        notes.append(f"thresholding at {sched.get('sample_max_value', 1.0)}")
+    if sched.get("timestep_spacing"):
+        notes.append(f"{sched['timestep_spacing']} timesteps")
+    noise = (
+        f"{sched.get('num_train_timesteps', '?')} steps, {sched.get('beta_schedule', '?')} betas "
+        f"{sched.get('beta_start', '?')} → {sched.get('beta_end', '?')}, {sched.get('prediction_type', 'epsilon')} prediction"
+    )
+    resolution = (tc.get("dataset") or {}).get("resolution") or unet.get("sample_size") or "?"
+    blocks = unet.get("block_out_channels")
+    return {
+        "pipeline_class": pipeline_class,
+        "remote_code_file": f"{name[0]}.py" if isinstance(name, list) else "pipeline_glyph_diffusion.py",
+        "resolution": resolution,
+        "channels": unet.get("in_channels", 1),
+        "block_out_channels": "(" + ", ".join(map(str, blocks)) + ")" if blocks else None,
+        "unet_parameters": _count(tc.get("unet_parameters") or _safetensors_parameters(root / "unet")),
+        "text_encoder_id": te_id,
+        "text_encoder_label": te_label,
+        "text_encoder_parameters": _count(_safetensors_parameters(root / "text_encoder")),
+        "max_sequence_length": index.get("max_sequence_length") or te_tc.get("max_sequence_length") or "?",
+        "scheduler_class": sched.get("_class_name", "?"),
+        "scheduler_notes": ", ".join(notes),
+        "noise_schedule": noise,
+    }
+
+
+def _processes(n: Any) -> str:
+    return f"{n} process" if n == 1 else f"{n} processes"
+
+
+def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The training table, from training_config.json; missing entries are skipped, local paths never shown."""
+    args = tc.get("args") or {}
+    hw = tc.get("hardware") or {}
+    data = tc.get("dataset") or {}
+    noise = tc.get("noise_schedule") or {}
+    rows: list[tuple[str, Any]] = []
+
+    def add(name: str, value: Any) -> None:
+        if value not in (None, "", [], {}):
+            rows.append((name, value))
+
+    pretrained = args.get("pretrained_model_name_or_path")
+    add("Preset", f"`{tc['preset']}`" if tc.get("preset") else None)
+    if pretrained:
+        add("Initialised from", f"`{_hub_id(pretrained)}`" if _hub_id(pretrained) else "a local glyph pipeline")
+    add("Resolution", f"{data['resolution']} px" if data.get("resolution") else None)
+    if tc.get("steps") is not None:
+        epochs = tc.get("epochs")
+        add("Training steps", f"{_num(tc['steps'])}" + (f" ({epochs:.2f} epochs)" if isinstance(epochs, (int, float)) else ""))
+    if tc.get("global_batch_size"):
+        parts = [f"{tc['global_batch_size']} global"]
+        if args.get("train_batch_size"):
+            parts.append(
+                f"= {args['train_batch_size']} per process × {_processes(tc.get('world_size', 1))} × "
+                f"{args.get('gradient_accumulation_steps', 1)} accumulation"
+            )
+        add("Batch size", " ".join(parts))
+    if args.get("learning_rate") is not None:
+        add("Learning rate", f"{args['learning_rate']:g}")
+    if args.get("lr_scheduler"):
+        add("LR schedule", f"{args['lr_scheduler']}, {args.get('lr_warmup_steps', 0)} warm-up steps")
+    if "adam_beta1" in args:
+        add(
+            "Optimiser",
+            f"AdamW (β = {args.get('adam_beta1')}, {args.get('adam_beta2')}; weight decay {args.get('adam_weight_decay')}; "
+            f"ε {args.get('adam_epsilon')}), gradient clipping {args.get('max_grad_norm') or 'off'}",
+        )
+    if noise:
+        add(
+            "Noise schedule",
+            f"DDPM, {noise.get('num_train_timesteps')} timesteps, {noise.get('beta_schedule')} betas "
+            f"{noise.get('beta_start')} → {noise.get('beta_end')}",
+        )
+        prediction = noise.get("prediction_type")
+        if args.get("snr_gamma"):
+            prediction = f"{prediction}, min-SNR weighting γ = {args['snr_gamma']}"
+        add("Prediction type", prediction)
+    if args.get("cond_dropout") is not None:
+        add("Condition dropout", f"{args['cond_dropout']} (empty prompt; enables classifier-free guidance)")
+    if "ema" in tc:
+        add("EMA", f"yes, decay {args.get('ema_decay')}" if tc["ema"] else "no")
+    add("Mixed precision", hw.get("mixed_precision"))
+    te = tc.get("text_encoder") or {}
+    if te:
+        add("Text encoder", f"{facts['text_encoder_label']}, frozen, {te.get('max_sequence_length', '?')} tokens")
+    add("UNet parameters", _count(tc.get("unet_parameters")))
+    if data.get("rows"):
+        source = _hub_id(data.get("source"))
+        text = f"{_num(data['rows'])} glyphs"
+        if data.get("distinct_captions"):
+            text += f", {_num(data['distinct_captions'])} distinct definitions"
+        add("Data", text + (f" from [`{source}`]({_endpoint()}/datasets/{source})" if source else ""))
+    if hw:
+        device = hw.get("gpu") or hw.get("cpu") or hw.get("device")
+        kind = hw.get("distributed_type")
+        add(
+            "Hardware",
+            f"{_processes(tc.get('world_size', hw.get('num_processes', 1)))} on {device}"
+            + (f" ({kind})" if kind and kind != "NO" else ""),
+        )
+    add("Wall time", _duration(tc.get("wall_time_seconds")))
+    if tc.get("samples_per_second"):
+        add("Throughput", f"{tc['samples_per_second']:.1f} samples/s")
+    if isinstance(tc.get("final_loss"), (int, float)):
+        first = tc.get("initial_loss")
+        add(
+            "Final loss",
+            f"{tc['final_loss']:.4f} (mean of the last steps" + (f"; first steps {first:.4f})" if isinstance(first, (int, float)) else ")"),
+        )
+    add("Seed", args.get("seed"))
+    versions = hw.get("versions") or {}
+    add("Library versions", ", ".join(f"{k} {v}" for k, v in versions.items()))
+    return [(name, _cell(_num(value) if not isinstance(value, str) else value)) for name, value in rows]
+
+
+# `glyffuser evaluate` result keys -> (card name, how to read it). Other numeric top-level keys get a plain row.
+_METRICS = {
+    "fgd": ("Fréchet glyph distance (FGD)", "lower is better"),
+    "kid": ("Kernel distance (KID)", "lower is better"),
+    "adherence": ("Radical adherence", "higher is better"),
+    "probe_adherence": ("Probe-prompt adherence", "higher is better"),
+}
+_METRIC_ALIASES = {"frechet_glyph_distance": "fgd", "radical_adherence": "adherence"}
+# Shown inside other rows, or not numbers worth a row (and never strings: they can be local paths).
+_METRIC_SKIP = {
+    "kid_std", "real_floor", "base_rate", "base_radical", "base_character", "judge_accuracy_real",
+    "probe_base_rate", "probe_samples", "probes", "seconds", "judge", "model", "dataset", "sampler",
+    "image_size", "resized_to_judge", "num_generated", "num_real",
+}  # fmt: skip
+
+
+def _metric_rows(metrics: Mapping[str, Any] | None) -> tuple[list[tuple[str, str, str]], str | None]:
+    """Rows of the evaluation table (a plain dict or a `glyffuser evaluate` result) and a note on how it was scored."""
+    m = {_METRIC_ALIASES.get(str(k).lower(), str(k).lower()): v for k, v in (metrics or {}).items()}
+    floor = m.get("real_floor") if isinstance(m.get("real_floor"), Mapping) else {}
+    rows = []
+    for key, (name, note) in _METRICS.items():
+        value = m.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        text = _num(value)
+        if key == "kid" and isinstance(m.get("kid_std"), (int, float)):
+            text += f" ± {m['kid_std']:.2g}"
+        extra = []
+        if key in ("fgd", "kid") and isinstance(floor.get(key), (int, float)):
+            extra.append(f"real-vs-real floor {_num(floor[key])}")
+        if key == "adherence":
+            if isinstance(m.get("base_rate"), (int, float)):
+                extra.append(f"prompt-blind base rate {_num(m['base_rate'])}")
+            if isinstance(m.get("judge_accuracy_real"), (int, float)):
+                extra.append(f"judge on real glyphs {_num(m['judge_accuracy_real'])}")
+        if key == "probe_adherence" and isinstance(m.get("probe_base_rate"), (int, float)):
+            extra.append(f"prompt-blind base rate {_num(m['probe_base_rate'])}")
+        rows.append((name, text, _cell("; ".join([note, *extra]))))
+    for key, value in m.items():
+        if key in _METRICS or key in _METRIC_SKIP or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        rows.append((_cell(key.replace("_", " ")), _num(value), ""))
+    sampler = m.get("sampler") if isinstance(m.get("sampler"), Mapping) else {}
+    note = None
+    if sampler:
+        note = (
+            f"Scored on {_num(m['num_generated']) + ' ' if isinstance(m.get('num_generated'), int) else ''}held-out "
+            f"definitions with `{_cell(sampler.get('class', '?'))}`, {sampler.get('num_inference_steps', '?')} steps, "
+            f"guidance scale {sampler.get('guidance_scale', '?')}, seed {sampler.get('seed', '?')} (`glyffuser evaluate`)."
+        )
+    return rows, note
+
+
+def _is_local_path(value: str) -> bool:
+    return value.startswith(("/", "~", "./", "../", "\\")) or bool(re.match(r"^[A-Za-z]:[\\/]", value)) or (
+        ("/" in value or os.sep in value) and os.path.exists(value)
+    )
+
+
+def without_local_paths(value: Any) -> Any:
+    """`value` with every string that is a local path replaced: what is published must not show the machine."""
+    if isinstance(value, Mapping):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_local_paths(v) for v in value]
+    if isinstance(value, str) and _is_local_path(value):
+        return "<local path>"
+    return value
+
+
+def _sample_caption(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
+    args = tc.get("args") or {}
+    prompts = args.get("validation_prompts")
+    if not prompts:
+        return "Samples from the model."
+    quoted = ", ".join(f"“{_cell(p)}”" for p in prompts)
+    return (
+        f"End-of-training samples, one row per prompt ({quoted}), {args.get('num_validation_images', '?')} seeds each; "
+        f"`{facts['scheduler_class']}`, {args.get('validation_inference_steps', '?')} steps, guidance scale "
+        f"{args.get('validation_guidance_scale', '?')}."
+    )
+
+
+def make_model_card(
+    folder: str | os.PathLike,
+    repo_id: str,
+    training_config: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    sample_grid: str | None = None,
+    sample_caption: str | None = None,
+    dataset_id: str | None = None,
+) -> ModelCard:
+    """Fill `model_card/README.md.jinja` for the pipeline saved in `folder` (no network).
+
+    Args:
+        folder: a saved pipeline (configs and safetensors headers are read for the facts).
+        repo_id: where it goes; used in the snippets.
+        training_config: the training run's `training_config.json` (adds the training table).
+        metrics: e.g. `{"fgd": ..., "kid": ..., "adherence": ...}` (adds the evaluation table).
+        sample_grid: file name of the sample grid in the repo (e.g. `samples.png`), shown in the card.
+        sample_caption: caption of the grid (default: from the training run's validation settings).
+        dataset_id: Hub dataset the model was trained on (default: the training dataset if it is a Hub id).
+    """
+    import jinja2
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from . import __version__
+
+    tc = dict(training_config or {})
+    facts = pipeline_facts(folder, tc)
+    dataset_id = dataset_id or _hub_id((tc.get("dataset") or {}).get("source"))
+    base_model = _hub_id((tc.get("args") or {}).get("pretrained_model_name_or_path"))
+    data = ModelCardData(
+        library_name="diffusers",
+        pipeline_tag="text-to-image",
+        license=LICENSE,
+        language=["en"],
+        tags=list(CARD_TAGS),
+        datasets=[dataset_id] if dataset_id else None,
+        base_model=base_model,  # only a glyph pipeline this was fine-tuned from, never the frozen text encoder
+        text_encoder=facts["text_encoder_id"],  # custom key: the frozen encoder bundled in text_encoder/
+    )
+    template = resources.files("glyph_pipeline.model_card").joinpath(CARD_TEMPLATE).read_text(encoding="utf-8")
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined, autoescape=False)  # fmt: skip
+    small = isinstance(facts["resolution"], int) and facts["resolution"] <= 32
+    metric_rows, metrics_note = _metric_rows(metrics)
+    content = env.from_string(template).render(
+        card_data=data.to_yaml(),
+        title=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        license=LICENSE,
+        facts=facts,
+        remote_code_file=facts["remote_code_file"],
+        glyffuser_version=__version__,
+        recommended={"steps": RECOMMENDED_STEPS, "guidance": RECOMMENDED_GUIDANCE, "sampler": RECOMMENDED_SAMPLER},
+        sample_grid=sample_grid,
+        sample_caption=sample_caption or _sample_caption(tc, facts),
+        training_rows=_training_rows(tc, facts) if tc else [],
+        metric_rows=metric_rows,
+        metrics_note=metrics_note,
+        dataset_label=f"[`{dataset_id}`]({_endpoint()}/datasets/{dataset_id})" if dataset_id else None,
+        small_model_note=(
+            f"This is a small {facts['resolution']} px model sized for CPU training: expect soft, simplified strokes. "
+            "The original glyffuser architecture is the `glyffuser-128` preset (a GPU job)."
+            if small
+            else None
+        ),
+    )
+    return ModelCard(content)
+
+
+# ============================================================================================ push
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _png_bytes(grid: str | os.PathLike | PILImage) -> bytes:
+    from PIL import Image
+
+    if isinstance(grid, (str, os.PathLike)):
+        path = Path(grid)
+        if not path.is_file():
+            raise HubError(f"Sample grid {path} does not exist.")
+        data = path.read_bytes()
+        if data.startswith(b"\x89PNG\r\n\x1a\n"):
+            return data
+        grid = Image.open(io.BytesIO(data))
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def retry_command(
+    folder: str | os.PathLike, repo_id: str, revision: str | None = None, private: bool = False, **flags: str | None
+) -> str:
+    """The shell command that re-uploads `folder` (no token in it: it comes from HF_TOKEN or the login)."""
+    parts = ["glyffuser", "push", str(Path(folder).absolute()), repo_id]
+    if revision:
+        parts += ["--revision", revision]
+    if private:
+        parts.append("--private")
+    for name, value in flags.items():
+        if value:
+            parts += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def _load_training_config(folder: Path, training_config: Mapping[str, Any] | str | os.PathLike | None) -> dict | None:
+    if isinstance(training_config, Mapping):
+        return dict(training_config)
+    path = Path(training_config) if training_config is not None else folder / TRAINING_CONFIG_FILE
+    if not path.is_file():
+        if training_config is not None:
+            raise HubError(f"training_config {path} does not exist.")
+        return None
+    data = _read_json(path)
+    if data is None:
+        raise HubError(f"{path} is not a JSON object; fix or remove it.")
+    return data
+
+
+def push_pipeline_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    training_config: Mapping[str, Any] | str | os.PathLike | None = None,
+    sample_grid: str | os.PathLike | PILImage | None = None,
+    *,
+    private: bool = False,
+    create_pr: bool = False,
+    metrics: Mapping[str, Any] | None = None,
+    sample_caption: str | None = None,
+    dataset_id: str | None = None,
+    card: str = "auto",
+    retry_hint: bool = True,
+) -> str:
+    """Write the model card (+ `samples.png`) into a saved pipeline folder, then upload what belongs on the Hub.
+
+    The card and grid are written atomically before any network call, so the folder is complete (and the
+    card reviewable) even if the upload fails; the :class:`HubPushError` then carries the retry command.
+    Uploaded: the pipeline (safetensors weights, configs, tokenizer, the remote-code module), README.md,
+    samples.png, training_config.json, metrics.json. Never: see :data:`IGNORE_PATTERNS`. Stale files of the
+    pipeline's component folders on the Hub are deleted in the same commit; other repo files are kept.
+
+    Args:
+        folder: output of `GlyphDiffusionPipeline.save_pretrained` (e.g. the training `--output_dir`).
+        repo_id: `name` or `user-or-org/name`; created if needed.
+        token: explicit token, else HF_TOKEN, else the cached login. Passed explicitly to every Hub call.
+        revision: branch to commit to (created from main if missing).
+        training_config: dict or path; default `folder/training_config.json` if present (adds the training table).
+        sample_grid: PNG path or PIL image; default `folder/samples.png`, else `folder/validation/final.png`.
+        private: create the repo private (ignored if it exists).
+        create_pr: open a pull request instead of committing to the branch.
+        metrics: evaluation numbers for the card; saved as `metrics.json` (default: read from it).
+        sample_caption: caption under the grid (default: from training_config's validation settings).
+        dataset_id: Hub dataset for the card metadata (default: the training dataset if it is a Hub id).
+        card: "auto" (write ours unless README.md was written by a person), "regenerate", or "keep".
+        retry_hint: put the `glyffuser push` retry command in the error (off when `folder` is temporary).
+
+    Returns:
+        The commit URL (a `huggingface_hub.CommitInfo`, which is a `str`).
+    """
+    from huggingface_hub import HfApi
+
+    root = Path(folder)
+    retry = (
+        retry_command(root, repo_id, revision, private, dataset=dataset_id, commit_message=None)
+        if retry_hint
+        else None
+    )
+    if card not in ("auto", "regenerate", "keep"):
+        raise ValueError(f"card must be 'auto', 'regenerate' or 'keep', got {card!r}.")
+
+    # ---- 1. local: checks, card, grid (no network; errors here need a fix, not a retry)
+    index = check_pipeline_folder(root)
+    token = resolve_token(token)
+    if not token:
+        raise HubPushError(f"No Hugging Face token found to push to {repo_id!r}: {_LOGIN_HINT}.", retry)
+    tc = _load_training_config(root, training_config)
+    if metrics is None:
+        metrics = _read_json(root / METRICS_FILE)
+    elif metrics:
+        _atomic_write(root / METRICS_FILE, (json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n").encode())
+    if sample_grid is None:
+        for candidate in (root / SAMPLES_FILE, root / "validation" / "final.png"):
+            if candidate.is_file():
+                sample_grid = candidate
+                break
+    grid_png = _png_bytes(sample_grid) if sample_grid is not None else None
+
+    readme = root / "README.md"
+    existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
+    if card == "keep" and existing is None:
+        raise HubError(f"card='keep' but {readme} does not exist.")
+    write_card = card == "regenerate" or existing is None or (card == "auto" and CARD_MARKER in existing)
+    if write_card:
+        content = make_model_card(
+            root, repo_id, tc, metrics, SAMPLES_FILE if grid_png else None, sample_caption, dataset_id
+        ).content
+    else:
+        content = existing
+        logger.info(f"Keeping the hand-written {readme} (card='{card}').")
+    from huggingface_hub import ModelCard
+
+    try:
+        ModelCard(content)  # the YAML header must parse
+    except Exception as err:
+        raise HubError(f"{readme} has invalid YAML metadata ({err}); fix it or push with card='regenerate'.") from err
+    check_no_token(content, token, "the model card")
+
+    # ---- 2. stage exactly what is published (links; JSON records without local paths) and scan it, then
+    # write the card and grid into the output folder: a refused push leaves the folder untouched.
+    card_files = {"README.md"} | ({SAMPLES_FILE} if grid_png is not None else set())
+    files = [f for f in files_to_upload(root) if f not in card_files]
+    stage = Path(tempfile.mkdtemp(prefix="glyph-upload-"))
+    try:
+        _stage(root, files, stage)
+        _scan_files_for_tokens(stage, files, token, root)
+        if grid_png is not None and (not (root / SAMPLES_FILE).is_file() or (root / SAMPLES_FILE).read_bytes() != grid_png):
+            _atomic_write(root / SAMPLES_FILE, grid_png)
+        if write_card:
+            _atomic_write(readme, content.encode("utf-8"))
+        _stage(root, sorted(card_files), stage)
+        files = sorted(files + sorted(card_files))
+
+        # ---- 3. network
+        try:
+            full_id = prepare_hub_repo(repo_id, token=token, private=private, revision=revision)
+        except HubError as err:
+            raise HubPushError(str(err), retry) from err
+        components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+        logger.info(f"Uploading {len(files)} files of {root} to {full_id}{'@' + revision if revision else ''}.")
+        try:
+            info = HfApi(token=token).upload_folder(
+                repo_id=full_id,
+                folder_path=stage,
+                token=token,
+                revision=revision,
+                commit_message=commit_message,
+                create_pr=create_pr,
+                ignore_patterns=list(IGNORE_PATTERNS),
+                delete_patterns=[f"{c}/*" for c in components],  # mirror the component folders, keep other files
+            )
+        except Exception as err:
+            raise HubPushError(explain_hub_error(err, "upload to", full_id), retry) from err
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    logger.info(f"Pushed {root} to {info}")
+    return info
+
+
+# ============================================================================================ CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of `glyffuser push DIR REPO`."""
+    parser.add_argument("folder", type=Path, help="a saved pipeline folder (e.g. the training --output_dir)")
+    parser.add_argument("repo_id", help="Hub model repo, 'name' or 'user-or-org/name' (created if needed)")
+    parser.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
+    parser.add_argument("--private", action="store_true", help="create the repo private (if it does not exist)")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument(
+        "--token", default=None,
+        help="Hub token (default: HF_TOKEN, else the `hf auth login` cache; prefer those: flags end up in shell history)",
+    )  # fmt: skip
+    parser.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE)
+    parser.add_argument("--training-config", type=Path, default=None, help="default: DIR/training_config.json if present")
+    parser.add_argument("--sample-grid", type=Path, default=None, help="PNG shown in the card (default: DIR/samples.png "
+                        "or DIR/validation/final.png)")  # fmt: skip
+    parser.add_argument("--metrics", type=Path, default=None, help="JSON object of evaluation metrics for the card")
+    parser.add_argument("--dataset", default=None, help="Hub dataset id for the card (default: from training_config)")
+    parser.add_argument(
+        "--card", choices=["auto", "regenerate", "keep"], default="auto",
+        help="auto: write the glyffuser card unless README.md was written by hand; keep: upload README.md as is",
+    )  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="write the card, list the files, upload nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`glyffuser push`: upload a saved pipeline folder (also the retry of a failed push after training)."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # not INFO: the HTTP client logs every request
+    logger.setLevel(logging.INFO)
+    prog = "glyffuser push"
+    try:
+        metrics = None
+        if args.metrics is not None:
+            metrics = _read_json(args.metrics)
+            if metrics is None:
+                raise HubError(f"--metrics {args.metrics} is not a readable JSON object.")
+        if args.dry_run:
+            root = Path(args.folder)
+            check_pipeline_folder(root)
+            tc = _load_training_config(root, args.training_config)
+            grid = args.sample_grid or next(
+                (p for p in (root / SAMPLES_FILE, root / "validation" / "final.png") if p.is_file()), None
+            )
+            content = make_model_card(root, args.repo_id, tc, metrics or _read_json(root / METRICS_FILE),
+                                      SAMPLES_FILE if grid else None, None, args.dataset).content  # fmt: skip
+            check_no_token(content, resolve_token(args.token), "the model card")
+            print(content)
+            files = sorted(set(files_to_upload(root)) | {"README.md"} | ({SAMPLES_FILE} if grid else set()))
+            print("Would upload:\n  " + "\n  ".join(files))
+            return 0
+        url = push_pipeline_folder(
+            args.folder, args.repo_id, token=args.token, revision=args.revision,
+            commit_message=args.commit_message, training_config=args.training_config,
+            sample_grid=args.sample_grid, private=args.private, create_pr=args.create_pr, metrics=metrics,
+            dataset_id=args.dataset, card=args.card,
+        )  # fmt: skip
+    except HubPushError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    except HubError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    print(f"Pushed to {url}")
+    return 0
