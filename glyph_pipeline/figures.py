@@ -41,22 +41,6 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4, 5, 6, 7)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MARGIN = 3  # white border around each cell, so neighbouring glyphs don't merge into one picture
 VIZ_HINT = "pip install glyph-pipeline[viz]"
-# Keys of a saved scheduler config that define the trained model's noise schedule and pixel range. Only these
-# travel to another sampler: solver-specific keys (DEIS's `algorithm_type`, `solver_order`, ...) would break it.
-CARRIED_SCHEDULER_KEYS = (
-    "num_train_timesteps",
-    "beta_start",
-    "beta_end",
-    "beta_schedule",
-    "trained_betas",
-    "prediction_type",
-    "clip_sample",
-    "clip_sample_range",
-    "thresholding",
-    "sample_max_value",
-    "dynamic_thresholding_ratio",
-    "steps_offset",
-)
 
 
 class FigureError(ValueError):
@@ -371,17 +355,13 @@ def check_steps(scheduler: Any, num_inference_steps: int) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
-def schedule_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a scheduler config that belongs to the trained model (see CARRIED_SCHEDULER_KEYS)."""
-    return {k: v for k, v in dict(config).items() if k in CARRIED_SCHEDULER_KEYS and not (k == "trained_betas" and v is None)}
-
-
 def use_scheduler(pipe: GlyphDiffusionPipeline, name: str, base_config: dict[str, Any] | None = None, **overrides: Any):
     """Swap `pipe.scheduler` for sampler `name` on the model's own noise schedule; returns the new scheduler."""
     from .schedulers import sampling_scheduler
 
     check_scheduler_name(name)
-    base = schedule_config(base_config if base_config is not None else pipe.scheduler.config)
+    # sampling_scheduler carries only the model's noise schedule over to the new sampler.
+    base = base_config if base_config is not None else pipe.scheduler.config
     pipe.scheduler = sampling_scheduler(name, base_config=base, **overrides)
     return pipe.scheduler
 
@@ -679,7 +659,7 @@ def steps_grid(
     names = [check_scheduler_name(s) for s in schedulers] if schedulers else [None]
     guidance_scale = check_guidance(guidance_scale)
     original = pipe.scheduler
-    base = schedule_config(original.config)
+    base = original.config
     plans = []
     for name in names:
         sampler = sampling_scheduler(name, base_config=base) if name else original

@@ -30,8 +30,9 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 # CLI / training names -> (class, extra config). Extras only where a sampler needs them for pixel space.
 SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
-    "ddpm": (DDPMScheduler, {}),
-    "ddim": (DDIMScheduler, {}),
+    # Trailing spacing starts few-step sampling at t = T-1 (leading would start DDIM-1 at t = 0: pure noise out).
+    "ddpm": (DDPMScheduler, {"timestep_spacing": "trailing"}),
+    "ddim": (DDIMScheduler, {"timestep_spacing": "trailing"}),
     "pndm": (PNDMScheduler, {}),
     "lms": (LMSDiscreteScheduler, {}),
     "euler": (EulerDiscreteScheduler, {}),
@@ -46,6 +47,7 @@ SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "unipc": (UniPCMultistepScheduler, {}),
 }
 
+SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type")
 RECOMMENDED_SAMPLER = "dpmsolver++"
 RECOMMENDED_STEPS = 20
 
@@ -89,11 +91,11 @@ def sampling_scheduler(name: str = RECOMMENDED_SAMPLER, base_config: dict[str, A
         raise ValueError(f"Unknown scheduler {name!r}; valid names: {', '.join(SCHEDULERS)}.")
     cls, extra = SCHEDULERS[name]
     base = dict(base_config) if base_config is not None else noise_schedule()
-    schedule_keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type")
-    missing = [k for k in schedule_keys if k not in base]
+    missing = [k for k in SCHEDULE_KEYS if k not in base]
     if missing:
         raise ValueError(f"base_config lacks the noise-schedule keys {missing}; build it with noise_schedule().")
-    config = {**base, **extra}
+    # Only the noise schedule travels: another sampler's own options (e.g. DEIS's algorithm_type) can break this one.
+    config = {**{k: base[k] for k in SCHEDULE_KEYS}, **extra}
     if name == "dpmsolver++":
         config.update(thresholding=True, sample_max_value=1.0, timestep_spacing="trailing")
     config.update(overrides)

@@ -8,9 +8,13 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models run fastest on one thread, and a busy 2-core machine makes 2 threads 10-40x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+torch.set_num_threads(1)
 from hub_fixtures import local_hub  # noqa: E402, F401  (LocalHub fixture for the Hub tests)
 
 TINY_UNET = dict(block_out_channels=(16, 32, 32), norm_num_groups=8, cross_attention_dim=32, sample_size=16)

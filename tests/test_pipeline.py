@@ -425,3 +425,22 @@ def test_tiny_pipeline_helper_is_deterministic():
     np.testing.assert_array_equal(run(a), run(b))
     tokenizer, encoder = tiny_text_encoder()
     assert not encoder.training
+
+
+@pytest.mark.parametrize("base", ["deis", "dpmsolver-singlestep", "unipc", "ddim"])
+def test_sampling_scheduler_carries_only_the_noise_schedule(base):
+    """Any sampler rebuilt from any other's config keeps the model's betas and none of the other's options."""
+    from glyph_pipeline import noise_schedule
+
+    source = sampling_scheduler(base, base_config=noise_schedule(beta_schedule="squaredcos_cap_v2"))
+    for name in SCHEDULERS:
+        scheduler = sampling_scheduler(name, base_config=source.config)
+        assert scheduler.config.beta_schedule == "squaredcos_cap_v2"
+        scheduler.set_timesteps(10)
+        assert len(scheduler.timesteps) >= 10
+
+
+def test_ddim_single_step_starts_from_pure_noise():
+    ddim = sampling_scheduler("ddim")
+    ddim.set_timesteps(1)
+    assert ddim.timesteps.tolist() == [999]

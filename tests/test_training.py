@@ -1,0 +1,411 @@
+"""training/train_glyph_diffusion.py on CPU: end to end, exact resume after SIGKILL, 2 processes, learning,
+divergence, bad input. Tiny real data (glyphs rendered by the dataset builder) and a tiny random T5 encoder.
+
+Subprocess runs use one thread per process (OMP_NUM_THREADS=1): on a shared 2-core machine oversubscribed
+OpenMP threads are many times slower, and one thread keeps results bit-reproducible across runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import tiny_text_encoder
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
+CONFIGS = REPO / "training" / "accelerate_configs"
+TINY_16 = dict(block_out_channels=[16, 32, 32], norm_num_groups=8, cross_attention_dim=32, sample_size=16)
+TINY_32 = {**TINY_16, "sample_size": 32}
+
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("train_glyph_diffusion", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train = _load_script()
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory):
+    """One real glyph dataset (128 characters at 32 px), a saved tiny encoder, UNet configs, a shared cache."""
+    from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+
+    root = tmp_path_factory.mktemp("training-assets")
+    dataset = save_dataset(build_glyph_dataset(size=32, limit=128, num_workers=0, progress=False), root / "glyphs")
+    tokenizer, encoder = tiny_text_encoder()
+    tokenizer.save_pretrained(root / "encoder")
+    encoder.save_pretrained(root / "encoder")
+    (root / "unet16.json").write_text(json.dumps(TINY_16))
+    (root / "unet32.json").write_text(json.dumps(TINY_32))
+    return SimpleNamespace(
+        root=root, dataset=dataset, encoder=root / "encoder", unet16=root / "unet16.json",
+        unet32=root / "unet32.json", cache=root / "embedding-cache",
+    )
+
+
+def common_args(assets, out: Path, *extra: str, unet: str = "unet16", resolution: int | None = 16) -> list[str]:
+    args = [
+        "--dataset", str(assets.dataset), "--text_encoder_name_or_path", str(assets.encoder),
+        "--unet_config", str(getattr(assets, unet)), "--max_text_length", "24",
+        "--embedding_cache_dir", str(assets.cache), "--output_dir", str(out),
+        "--lr_warmup_steps", "1", "--validation_prompts", "water", "gold; metal",
+        "--num_validation_images", "2", "--validation_inference_steps", "2", "--report_to", "none",
+    ]
+    if resolution is not None:
+        args += ["--resolution", str(resolution)]
+    return args + list(extra)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(args: list[str], config: str | None = "cpu.yaml", timeout: float = 900, **popen) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file <config> train_glyph_diffusion.py args` (or plain python if config is None)."""
+    if config is None:
+        cmd = [sys.executable, str(SCRIPT), *args]
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config)]
+        if "2proc" in config:
+            cmd += ["--main_process_port", str(free_port())]
+        cmd += [str(SCRIPT), *args]
+    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, **popen)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)}\nexit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def unet_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+@pytest.fixture
+def in_process():
+    """Run main() in this process with one thread; reset accelerate's singletons afterwards."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def e2e_run(assets, tmp_path_factory):
+    """`accelerate launch` with cpu.yaml: 32 px, 30 steps, checkpoints at 15/30, validation at 15."""
+    out = tmp_path_factory.mktemp("e2e") / "model"
+    args = common_args(
+        assets, out, "--train_batch_size", "8", "--max_train_steps", "30", "--learning_rate", "1e-3",
+        "--lr_scheduler", "constant", "--checkpointing_steps", "15", "--validation_steps", "15", "--use_ema",
+        "--ema_decay", "0.9", "--report_to", "tensorboard", unet="unet32", resolution=None,
+    )
+    result = launch(args)
+    return SimpleNamespace(out=out, stdout=result.stdout, stderr=result.stderr)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_end_to_end(e2e_run):
+    from diffusers import DiffusionPipeline
+
+    from glyph_pipeline import GlyphDiffusionPipeline
+
+    out = e2e_run.out
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-30"]
+    assert (out / "validation" / "step-000015.png").is_file() and (out / "validation" / "final.png").is_file()
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "tensorboard events missing"
+    assert "glyffuser training summary" in e2e_run.stdout and "samples/s" in e2e_run.stdout
+
+    record = json.loads((out / "training_config.json").read_text())
+    assert record["steps"] == 30 and record["world_size"] == 1 and record["global_batch_size"] == 8
+    assert record["preset"] == "tiny-32" and record["ema"] is True
+    assert record["dataset"]["resolution"] == 32 and record["dataset"]["rows"] > 100
+    assert record["noise_schedule"]["beta_schedule"] == "linear" and record["samples_per_second"] > 0
+    assert not any("token" in k for k in record["args"])
+
+    pipe = GlyphDiffusionPipeline.from_pretrained(out)
+    assert pipe.config.max_sequence_length == 24
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert pipe.scheduler.config.beta_start == 0.0001 and pipe.scheduler.config.beta_schedule == "linear"
+    remote = DiffusionPipeline.from_pretrained(out, trust_remote_code=True)
+    remote.set_progress_bar_config(disable=True)
+    image = remote("water", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (32, 32) and image.mode == "L"
+
+
+@pytest.mark.slow
+def test_loss_clearly_decreases(e2e_run):
+    # Measured (tiny 32 px UNet, batch 8, lr 1e-3, seed 0, one thread: deterministic): mean of the first 10
+    # step losses 0.547, of the last 10 (steps 21-30) 0.202, ratio 0.37.
+    record = json.loads((e2e_run.out / "training_config.json").read_text())
+    assert record["final_loss"] < 0.6 * record["initial_loss"], record
+
+
+# ----------------------------------------------------------------------------------------------- exact resume
+@pytest.mark.slow
+def test_resume_after_sigkill_is_exact(assets, tmp_path):
+    """Run A trains 6 steps; run B (same args) is SIGKILLed after checkpoint-3, resumes with `latest`."""
+    extra = [
+        "--train_batch_size", "4", "--gradient_accumulation_steps", "2", "--max_train_samples", "36",
+        "--max_train_steps", "6", "--checkpointing_steps", "3", "--validation_steps", "0",
+        "--num_validation_images", "1", "--use_ema", "--cond_dropout", "0.5", "--prediction_type", "v_prediction",
+        "--snr_gamma", "5", "--learning_rate", "1e-3",
+    ]
+    a_out, b_out = tmp_path / "a", tmp_path / "b"
+    cmd = [sys.executable, str(SCRIPT)]
+    # A and B run side by side (one thread each).
+    proc_a = subprocess.Popen([*cmd, *common_args(assets, a_out, *extra)], env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    proc_b = subprocess.Popen(
+        [*cmd, *common_args(assets, b_out, *extra, "--debug_sleep_after_checkpoint", "300")], env=ENV,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not (b_out / "checkpoint-3").is_dir():
+            assert proc_b.poll() is None, "run B exited before writing checkpoint-3"
+            assert time.monotonic() < deadline, "checkpoint-3 never appeared"
+            time.sleep(0.2)
+        os.killpg(proc_b.pid, signal.SIGKILL)
+        proc_b.wait(timeout=60)
+    finally:
+        if proc_b.poll() is None:
+            os.killpg(proc_b.pid, signal.SIGKILL)
+    assert proc_b.returncode == -signal.SIGKILL
+    assert not (b_out / "model_index.json").exists() and not (b_out / "checkpoint-6").exists()
+    # A half-written later save must be ignored by `latest`.
+    (b_out / "checkpoint-5.tmp").mkdir()
+    (b_out / "checkpoint-5.tmp" / "model.safetensors").write_bytes(b"partial")
+
+    launch(common_args(assets, b_out, *extra, "--resume_from_checkpoint", "latest"), config=None)
+    _, err_a = proc_a.communicate(timeout=900)
+    assert proc_a.returncode == 0, err_a[-4000:]
+
+    record = json.loads((b_out / "training_config.json").read_text())
+    assert record["resumed_from"].endswith("checkpoint-3") and record["steps"] == 6
+    assert not (b_out / "checkpoint-5.tmp").exists()
+    weights_a, weights_b = unet_weights(a_out), unet_weights(b_out)
+    assert weights_a.keys() == weights_b.keys()
+    different = [k for k in weights_a if not torch.equal(weights_a[k], weights_b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    raw_a = load_file(str(a_out / "checkpoint-6" / "model.safetensors"))
+    raw_b = load_file(str(b_out / "checkpoint-6" / "model.safetensors"))
+    assert all(torch.equal(raw_a[k], raw_b[k]) for k in raw_a)
+
+
+# ----------------------------------------------------------------------------------------------- 2 processes
+@pytest.mark.slow
+def test_two_cpu_processes_train_in_sync(assets, tmp_path):
+    from glyph_pipeline import GlyphDiffusionPipeline
+
+    out = tmp_path / "ddp"
+    result = launch(
+        common_args(
+            assets, out, "--train_batch_size", "4", "--max_train_steps", "4", "--checkpointing_steps", "2",
+            "--checkpoints_total_limit", "1", "--validation_steps", "0", "--num_validation_images", "1",
+            "--use_ema", "--debug_weight_hashes",
+        ),
+        config="cpu_2proc.yaml",
+    )
+    record = json.loads((out / "training_config.json").read_text())
+    assert record["world_size"] == 2 and record["global_batch_size"] == 8, result.stdout[-2000:]
+    assert record["hardware"]["distributed_type"] == "MULTI_CPU"
+    hashes = json.loads((out / "debug_weight_hashes.json").read_text())
+    assert sorted(h["rank"] for h in hashes) == [0, 1]
+    assert hashes[0]["unet"] == hashes[1]["unet"] and hashes[0]["ema"] == hashes[1]["ema"]
+    # Pruned to the newest checkpoint; each rank saved its RNG state into it.
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-4"]
+    assert (out / "checkpoint-4" / "random_states_1.pkl").exists()
+    GlyphDiffusionPipeline.from_pretrained(out)
+
+
+# ----------------------------------------------------------------------------------------------- divergence
+def test_nan_loss_stops_and_keeps_last_checkpoint(assets, tmp_path, in_process):
+    out = tmp_path / "nan"
+    args = train.parse_args(
+        common_args(
+            assets, out, "--train_batch_size", "4", "--max_train_steps", "6", "--checkpointing_steps", "2",
+            "--validation_steps", "0", "--debug_nan_at_step", "3",
+        )
+    )
+    with pytest.raises(train.TrainingDiverged, match=r"Loss is nan at step 3.*checkpoint-2"):
+        train.main(args)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2"]
+    assert load_file(str(out / "checkpoint-2" / "model.safetensors"))
+    assert not (out / "model_index.json").exists() and not (out / "training_config.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+BAD_INPUTS = {
+    "missing dataset": (["--dataset", "{tmp}/no-such-dataset"], r"Could not load --dataset .*glyffuser build-dataset"),
+    "missing column": (["--image_column", "img"], r"'img' is not a column .*available columns: image, text, character"),
+    "caption not text": (["--caption_column", "codepoint"], r"not text; text columns: text, character, block"),
+    "image not image": (["--image_column", "text"], r"not images; image columns: image"),
+    "resolution": (["--resolution", "30"], r"--resolution 30 is not divisible by 4.*use 28 or 32"),
+    "unknown preset": (["--unet_preset", "huge"], r"Unknown --unet_preset 'huge'; valid presets: glyffuser-128, glyffuser-64, tiny-32"),
+    "missing unet config": (["--unet_config", "{tmp}/nope.json"], r"--unet_config .*nope.json does not exist"),
+    "resume nowhere": (["--resume_from_checkpoint", "{tmp}/nowhere"], r"not a checkpoint folder.*'latest'"),
+    "output dir under a file": (["--output_dir", "{tmp}/a-file/out"], r"is a file, not a directory"),
+    "encoder offline": (["--text_encoder_name_or_path", "google-t5/t5-small"], r"--text_encoder_name_or_path minilm"),
+    "bad dropout": (["--cond_dropout", "1.0"], r"--cond_dropout must be in \[0, 1\)"),
+    "bad scheduler": (["--validation_scheduler", "magic"], r"valid names: ddpm, ddim"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_before_training(case, assets, tmp_path):
+    extra, message = BAD_INPUTS[case]
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "out"
+    argv = common_args(assets, out, "--max_train_steps", "2") + [a.format(tmp=tmp_path) for a in extra]
+    if "--output_dir" in extra:
+        out = Path(extra[extra.index("--output_dir") + 1].format(tmp=tmp_path))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(train.TrainingSetupError, match=message):
+        train.main(train.parse_args(argv))
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written anywhere
+
+
+def test_bad_input_exit_code_and_message_from_the_command_line(assets, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *common_args(assets, out, "--caption_column", "nope")],
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "error: --caption_column 'nope' is not a column" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------- pieces
+def test_embedding_cache_matches_pipeline_and_is_reused(tmp_path, monkeypatch):
+    from conftest import tiny_pipeline
+
+    from glyph_pipeline import embeddings
+
+    pipe = tiny_pipeline(max_sequence_length=16)
+    texts = ["water", "fire", "water", "tree; wood", "fire"]
+    first = embeddings.cache_text_embeddings(pipe, texts, tmp_path, batch_size=2, log=lambda *a: None)
+    assert not first.from_cache and first.embeds.shape[:2] == (3, 16) and first.row_to_unique.tolist() == [0, 1, 0, 2, 1]
+    embeds, mask, neg, neg_mask = pipe.encode_prompt(texts, device="cpu", do_classifier_free_guidance=True)
+    got, got_mask = first.lookup(torch.arange(len(texts)))
+    torch.testing.assert_close(got, embeds.detach(), rtol=0, atol=1e-5)
+    assert torch.equal(got_mask, mask)
+    torch.testing.assert_close(first.empty_embeds[0], neg[0].detach(), rtol=0, atol=1e-5)
+    assert torch.equal(first.empty_mask[0], neg_mask[0])
+
+    monkeypatch.setattr(embeddings, "encode_texts", lambda *a, **k: pytest.fail("re-encoded a cached caption set"))
+    again = embeddings.cache_text_embeddings(pipe, list(reversed(texts)), tmp_path, log=lambda *a: None)
+    assert again.from_cache and len(list(tmp_path.iterdir())) == 1  # one file, no temp leftovers
+    torch.testing.assert_close(again.lookup(torch.arange(5))[0], got.flip(0), rtol=0, atol=0)
+    # A different max length is a different key.
+    monkeypatch.undo()
+    other = embeddings.cache_text_embeddings(pipe, texts, tmp_path, max_sequence_length=8, log=lambda *a: None)
+    assert not other.from_cache and other.embeds.shape[1] == 8
+
+
+def test_pixels_are_minus_one_to_one_with_white_paper(assets):
+    from glyph_pipeline.dataset import load_glyph_dataset
+
+    dataset = load_glyph_dataset(str(assets.dataset), split="train").select(range(8))
+    pixels = train.to_model_pixels(train.decode_images(dataset, "image", 16, progress=False))
+    assert pixels.shape == (8, 1, 16, 16) and pixels.dtype == torch.float32
+    assert pixels.max() == 1.0 and pixels.min() < -0.5  # ink reaches near black after resizing 32 -> 16
+    assert (pixels == 1.0).float().mean() > 0.4  # mostly white paper
+
+
+def test_cond_dropout_swaps_embedding_and_mask():
+    x0 = torch.zeros(64, 1, 8, 8)
+    text, mask = torch.randn(64, 5, 4), torch.ones(64, 5, dtype=torch.long)
+    empty, empty_mask = torch.full((1, 5, 4), 7.0), torch.tensor([[1, 0, 0, 0, 0]])
+    _, t, out, out_mask = train.draw_training_inputs(x0, text, mask, empty, empty_mask, 1000, 0.5, torch.Generator().manual_seed(0))
+    dropped = (out == 7.0).all(dim=(1, 2))
+    assert 10 < int(dropped.sum()) < 54
+    assert torch.equal(out_mask[dropped], empty_mask.expand(int(dropped.sum()), -1))
+    assert torch.equal(out[~dropped], text[~dropped]) and torch.equal(out_mask[~dropped], mask[~dropped])
+    assert t.min() >= 0 and t.max() < 1000
+    _, _, kept, _ = train.draw_training_inputs(x0, text, mask, empty, empty_mask, 1000, 0.0, torch.Generator())
+    assert torch.equal(kept, text)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_min_snr_weighting(prediction_type):
+    from diffusers.training_utils import compute_snr
+
+    from glyph_pipeline import training_scheduler
+
+    sched = training_scheduler(prediction_type=prediction_type)
+    t = torch.tensor([1, 100, 500, 999])
+    pred, target = torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4)
+    per_sample = ((pred - target) ** 2).mean(dim=(1, 2, 3))
+    snr = compute_snr(sched, t)
+    expected_weight = torch.minimum(snr, torch.tensor(5.0)) / (snr if prediction_type == "epsilon" else snr + 1)
+    got = train.diffusion_loss(pred, target, t, sched, prediction_type, 5.0)
+    torch.testing.assert_close(got, (per_sample * expected_weight).mean())
+    torch.testing.assert_close(train.diffusion_loss(pred, target, t, sched, prediction_type, None), per_sample.mean())
+
+
+def test_data_order_is_a_function_of_seed_and_epoch(tmp_path):
+    sampler = train.EpochPermutationSampler(50, seed=3)
+    first = list(sampler)
+    assert sorted(first) == list(range(50)) and list(sampler) == first
+    sampler.epoch = 1
+    assert list(sampler) != first
+    g1, g2 = train.batch_generator(0, 1, 2, 0), train.batch_generator(0, 1, 2, 0)
+    assert torch.equal(torch.randn(3, generator=g1), torch.randn(3, generator=g2))
+    assert not torch.equal(torch.randn(3, generator=train.batch_generator(0, 1, 2, 1)), torch.randn(3, generator=g1))
+
+    for name in ("checkpoint-2", "checkpoint-10", "checkpoint-11.tmp", "checkpoint-x"):
+        (tmp_path / name).mkdir()
+    assert [p.name for p in train.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
+
+
+def test_fine_tune_a_saved_pipeline(assets, saved_pipeline_dir, tmp_path, in_process):
+    from glyph_pipeline import GlyphDiffusionPipeline
+
+    out = tmp_path / "finetuned"
+    argv = [
+        "--dataset", str(assets.dataset), "--pretrained_model_name_or_path", str(saved_pipeline_dir),
+        "--resolution", "16", "--embedding_cache_dir", str(assets.cache), "--output_dir", str(out),
+        "--train_batch_size", "4", "--max_train_steps", "2", "--checkpointing_steps", "0", "--validation_steps", "0",
+        "--num_validation_images", "1", "--validation_prompts", "water", "--validation_inference_steps", "2",
+        "--report_to", "none",
+    ]
+    record = train.main(train.parse_args(argv))
+    assert record["steps"] == 2 and record["model_source"].startswith("pretrained:")
+    before = GlyphDiffusionPipeline.from_pretrained(saved_pipeline_dir)
+    after = GlyphDiffusionPipeline.from_pretrained(out)
+    assert after.config.max_sequence_length == before.config.max_sequence_length == 24
+    assert after.scheduler.config.beta_schedule == before.scheduler.config.beta_schedule
+    changed = [n for n, p in after.unet.named_parameters() if not torch.equal(p, dict(before.unet.named_parameters())[n])]
+    assert changed, "fine-tuning did not change the UNet"
