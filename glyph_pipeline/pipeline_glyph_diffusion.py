@@ -213,6 +213,7 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
                 )
         return inputs.input_ids, inputs.attention_mask
 
+    @torch.no_grad()  # the text encoder is frozen: cached and sampled embeddings never carry a graph
     def _encode_texts(self, texts: list[str], max_length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self.text_encoder is None or self.tokenizer is None:
             raise ValueError(

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -186,15 +185,18 @@ def test_resume_after_sigkill_is_exact(assets, tmp_path):
     proc_a = subprocess.Popen([*cmd, *common_args(assets, a_out, *extra)], env=ENV, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     proc_b = subprocess.Popen(
-        [*cmd, *common_args(assets, b_out, *extra, "--debug_sleep_after_checkpoint", "300")], env=ENV,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [*cmd, *common_args(assets, b_out, *extra, "--debug_pause_after_checkpoint")], env=ENV,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 600
-        while not (b_out / "checkpoint-3").is_dir():
-            assert proc_b.poll() is None, "run B exited before writing checkpoint-3"
-            assert time.monotonic() < deadline, "checkpoint-3 never appeared"
-            time.sleep(0.2)
+        # The hook prints a marker after each checkpoint and blocks on stdin: kill B right after checkpoint-3.
+        for line in proc_b.stdout:
+            if line.startswith("PAUSED-AFTER-CHECKPOINT"):
+                assert line.split()[1] == "3", line
+                break
+        else:
+            raise AssertionError("run B exited before writing checkpoint-3")
+        assert (b_out / "checkpoint-3").is_dir()
         os.killpg(proc_b.pid, signal.SIGKILL)
         proc_b.wait(timeout=60)
     finally:

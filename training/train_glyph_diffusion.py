@@ -216,9 +216,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--report_to", default=default_tracker, choices=["tensorboard", "wandb", "all", "none"])
     out.add_argument("--tracker_project_name", default="glyffuser")
 
+    hub = parser.add_argument_group("hub")
+    hub.add_argument("--push_to_hub", action="store_true", help="upload the final pipeline with a model card")
+    hub.add_argument("--hub_model_id", default=None, help="'name' or 'user-or-org/name' (default: --output_dir's name)")
+    hub.add_argument("--hub_token", default=None, help="default: HF_TOKEN, else the `hf auth login` cache")
+    hub.add_argument("--hub_private", action="store_true", help="create the repo private")
+    hub.add_argument("--hub_revision", default=None, help="branch to push to (created if missing)")
+
     # Test hooks (hidden): they never change what is computed.
     parser.add_argument("--debug_nan_at_step", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--debug_sleep_after_checkpoint", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--debug_pause_after_checkpoint", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--debug_weight_hashes", action="store_true", help=argparse.SUPPRESS)
 
     args = parser.parse_args(argv)
@@ -763,6 +770,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     # ---- 1. everything that can be wrong is checked before anything is written or trained
     check_numbers(args)
     check_output_dir(args.output_dir)
+    hub_repo = None
+    if args.push_to_hub:  # every process checks (cheap): all fail alike, none waits at a barrier
+        from glyph_pipeline.hub import HubError, prepare_hub_repo
+
+        try:
+            hub_repo = prepare_hub_repo(
+                args.hub_model_id or Path(args.output_dir).absolute().name, token=args.hub_token,
+                private=args.hub_private, revision=args.hub_revision,
+            )
+        except HubError as err:
+            raise TrainingSetupError(str(err)) from err
     resume_path = resolve_resume(args)
     parts = load_model(args)
     dataset = load_training_data(args)
@@ -980,8 +998,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
                 update_clock()
                 last_checkpoint = save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
-                if args.debug_sleep_after_checkpoint:
-                    time.sleep(args.debug_sleep_after_checkpoint)
+                if args.debug_pause_after_checkpoint:
+                    # Test hook: announce the finished checkpoint and block on stdin, so a test's SIGKILL
+                    # lands at a known point (right after a save) without any timing guesswork.
+                    print(f"PAUSED-AFTER-CHECKPOINT {global_step}", flush=True)
+                    sys.stdin.read()
             if args.validation_steps and global_step % args.validation_steps == 0 and global_step < max_train_steps:
                 if accelerator.is_main_process:
                     pipe = build_pipeline(unet_for_inference(accelerator, unet, ema), parts, args.validation_scheduler)
@@ -1050,6 +1071,19 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         }
         atomic_write_text(output_dir / "training_config.json", json.dumps(result, indent=2, default=str) + "\n")
         print_summary(result, output_dir)
+        if hub_repo is not None:
+            from glyph_pipeline.hub import HubPushError, push_pipeline_folder
+
+            try:
+                url = push_pipeline_folder(
+                    output_dir, hub_repo, token=args.hub_token, revision=args.hub_revision,
+                    commit_message=f"glyffuser: {global_step} training steps", training_config=result,
+                    sample_grid=grid, private=args.hub_private,
+                )
+                print(f"Pushed to {url}", flush=True)
+            except HubPushError as err:  # the run is saved; the message ends with the retry command
+                logger.error(str(err))
+                result["hub_push_error"] = err.reason
     accelerator.end_training()
     return result
 
@@ -1079,7 +1113,9 @@ def print_summary(r: dict[str, Any], output_dir: Path) -> None:
 
 if __name__ == "__main__":
     try:
-        main(parse_args())
+        record = main(parse_args())
+        if isinstance(record, dict) and record.get("hub_push_error"):
+            sys.exit(3)  # training and the local pipeline are complete; the log holds the retry command
     except TrainingSetupError as err:
         print(f"train_glyph_diffusion.py: error: {err}", file=sys.stderr)
         sys.exit(2)
