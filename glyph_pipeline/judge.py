@@ -1,0 +1,504 @@
+"""The glyph judge: a small CNN that reads a glyph and names its Kangxi radical.
+
+It is the feature network behind the glyph metrics (`glyph_pipeline.metrics`): its penultimate layer
+(globally pooled conv features) plays the role Inception-v3 plays for FID, and its radical prediction
+turns "does the prompt steer the glyph?" into a number. Inception never saw a CJK glyph; a network
+trained on the glyphs themselves measures what matters here (strokes, components, layout).
+
+Conventions: the judge takes greyscale images in [0, 1] with white paper = 1 (what
+`GlyphDiffusionPipeline(..., output_type="pt")` returns). Images at another resolution are resized to
+the judge's `sample_size` inside `forward` (area averaging when shrinking, bilinear when enlarging), so a
+32 px judge also scores 64/128 px models. Classes are `radical - 1` (Kangxi radicals 1..214).
+
+Command line: ``glyffuser train-judge --dataset DIR --out DIR --epochs E --size 32``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+NUM_RADICALS = 214
+METRICS_NAME = "judge_metrics.json"
+DEFAULT_CHANNELS = (16, 32, 64, 128)
+
+
+class GlyphJudgeError(ValueError):
+    """Unusable judge input: missing folder, dataset without radicals, images of the wrong shape..."""
+
+
+def _conv(cin: int, cout: int, stride: int, batch_norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+class GlyphJudge(ModelMixin, ConfigMixin):
+    r"""
+    Radical classifier and glyph feature extractor (~320k parameters with the default channels).
+
+    A 3x3 stem at full resolution keeps thin strokes, then each stage halves the resolution with a
+    strided conv followed by a second conv; global average pooling gives the feature vector
+    (`feature_dim` = last channel count) that the Fréchet glyph distance compares.
+
+    Args:
+        sample_size (`int`): resolution the judge works at; other sizes are resized in `forward`.
+        num_classes (`int`): output classes (214 Kangxi radicals; class = radical - 1).
+        block_out_channels (`tuple[int]`): stem width, then one entry per down-sampling stage.
+        batch_norm (`bool`): BatchNorm after the strided convs (faster convergence; cheap at inference).
+        dropout (`float`): dropout before the classifier (features are taken before it).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int = 32,
+        num_classes: int = NUM_RADICALS,
+        block_out_channels: Sequence[int] = DEFAULT_CHANNELS,
+        batch_norm: bool = True,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        channels = list(block_out_channels)
+        if len(channels) < 2:
+            raise ValueError("block_out_channels needs a stem width and at least one stage, e.g. (16, 32, 64, 128).")
+        layers = _conv(1, channels[0], 1, False)
+        for cin, cout in zip(channels[:-1], channels[1:]):
+            # BatchNorm only after the strided convs: on CPU a BN backward costs about as much as a conv.
+            layers += _conv(cin, cout, 2, batch_norm) + _conv(cout, cout, 1, False)
+        self.body = nn.Sequential(*layers)
+        self.head_dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(channels[-1], num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.classifier.in_features
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise GlyphJudgeError(
+                f"The judge takes greyscale images shaped (batch, 1, height, width), got {tuple(images.shape)}; "
+                "convert with glyph_pipeline.judge.to_judge_tensor()."
+            )
+        x = images.to(device=self.device, dtype=self.dtype)
+        size = self.config.sample_size
+        if x.shape[-2:] != (size, size):
+            shrink = x.shape[-1] > size
+            x = F.interpolate(x, size=(size, size), mode="area" if shrink else "bilinear", align_corners=None if shrink else False)
+        return 1.0 - x  # ink = 1, paper = 0: zero padding then looks like paper
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features (batch, feature_dim): globally pooled, post-ReLU conv activations."""
+        return self.body(self._prepare(images)).mean(dim=(2, 3))
+
+    def forward(self, images: torch.Tensor, return_features: bool = False):
+        """Radical logits (batch, num_classes), and the features too if `return_features`."""
+        feats = self.features(images)
+        logits = self.classifier(self.head_dropout(feats))
+        return (logits, feats) if return_features else logits
+
+    @torch.no_grad()
+    def predict_radicals(self, images: torch.Tensor) -> torch.Tensor:
+        """Predicted Kangxi radical numbers (1..214) for a batch of [0, 1] images."""
+        return self(images).argmax(dim=1) + 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Images in, tensors out
+# --------------------------------------------------------------------------------------------------
+
+
+def to_judge_tensor(images: Any) -> torch.Tensor:
+    """Any common image batch -> float32 (N, 1, H, W) in [0, 1], white = 1.
+
+    Accepts a list of PIL images, a uint8/float numpy array (N, H, W[, 1]) as from `output_type="np"`, or a
+    torch tensor (N, 1, H, W) / (N, H, W) as from `output_type="pt"`. uint8 is scaled by 1/255; floats are
+    taken to be in [0, 1] already (use `(x + 1) / 2` for pipeline-internal [-1, 1] pixels).
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise GlyphJudgeError("No images given.")
+        if hasattr(images[0], "convert"):  # PIL
+            images = np.stack([np.asarray(im.convert("L")) for im in images])
+        else:
+            images = torch.stack([torch.as_tensor(np.asarray(im)) for im in images])
+    x = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
+    if not isinstance(x, torch.Tensor):
+        raise GlyphJudgeError(f"Unsupported image batch type {type(images).__name__}.")
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.ndim == 4 and x.shape[1] != 1 and x.shape[-1] == 1:
+        x = x.permute(0, 3, 1, 2)  # NHWC (numpy output) -> NCHW
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise GlyphJudgeError(f"Expected a batch of greyscale images, got shape {tuple(x.shape)}.")
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    return x.float()
+
+
+@dataclass
+class GlyphArrays:
+    """A dataset split decoded once: uint8 images (N, 1, S, S) plus the columns the metrics need."""
+
+    images: torch.Tensor
+    radicals: np.ndarray  # Kangxi numbers, int64
+    texts: list[str] = field(default_factory=list)
+    characters: list[str] = field(default_factory=list)
+    dropped: int = 0  # rows without a radical
+
+    def __len__(self) -> int:
+        return len(self.radicals)
+
+    def float_images(self, index: Any = slice(None)) -> torch.Tensor:
+        return self.images[index].float() / 255.0
+
+
+def require_columns(ds: Dataset, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise GlyphJudgeError(
+            f"{what} needs the dataset columns {list(columns)}; missing {missing} (has {ds.column_names}). "
+            "Build one with `glyffuser build-dataset`, whose rows carry the Kangxi `radical` from Unihan kRSUnicode."
+        )
+
+
+def column(ds: Dataset, name: str) -> list:
+    """One column as a list (datasets 4+ returns a lazy `Column` whose items are slow to index one by one)."""
+    return ds.select_columns([name]).to_dict()[name]
+
+
+def decode_split(ds: Dataset, size: int, with_text: bool = True) -> GlyphArrays:
+    """Decode a glyph split to a uint8 tensor at `size` px once (PIL box filter if resizing).
+
+    Rows without a radical (None) are dropped and counted: they can be neither trained on nor scored.
+    """
+    from datasets import Image as ImageFeature
+    from PIL import Image
+
+    require_columns(ds, ["image", "radical"], "The glyph judge")
+    radicals = column(ds, "radical")
+    keep = [i for i, r in enumerate(radicals) if r is not None and 1 <= int(r) <= NUM_RADICALS]
+    dropped = len(radicals) - len(keep)
+    if not keep:
+        raise GlyphJudgeError("No row of this dataset split has a Kangxi radical (1..214).")
+    if dropped:
+        ds = ds.select(keep)
+    raw = ds.cast_column("image", ImageFeature(decode=False))
+    out = np.empty((len(keep), 1, size, size), dtype=np.uint8)
+    i = 0
+    for batch in raw.iter(batch_size=2048):
+        for item in batch["image"]:
+            im = Image.open(io.BytesIO(item["bytes"])) if item.get("bytes") else Image.open(item["path"])
+            im = im.convert("L")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BOX if im.size[0] > size else Image.BILINEAR)
+            out[i, 0] = np.asarray(im)
+            i += 1
+    return GlyphArrays(
+        images=torch.from_numpy(out),
+        radicals=np.asarray([int(radicals[j]) for j in keep], dtype=np.int64),
+        texts=column(ds, "text") if with_text and "text" in ds.column_names else [],
+        characters=column(ds, "character") if "character" in ds.column_names else [],
+        dropped=dropped,
+    )
+
+
+def _splits(dataset: str | os.PathLike | Dataset | DatasetDict) -> DatasetDict:
+    from datasets import Dataset, DatasetDict
+
+    if isinstance(dataset, (str, os.PathLike)):
+        from .dataset import load_glyph_dataset
+
+        dataset = load_glyph_dataset(dataset)
+    if isinstance(dataset, Dataset):
+        dataset = DatasetDict({"train": dataset})
+    return dataset
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: int = 255) -> torch.Tensor:
+    """Translate each image by an independent integer offset in [-max_shift, max_shift] (no flips:
+    a mirrored glyph is a different glyph). Exact (no resampling); the uncovered border is paper."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, value=fill)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, :]
+    return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
+
+
+@torch.no_grad()
+def judge_accuracy(judge: GlyphJudge, data: GlyphArrays, batch_size: int = 512) -> dict[str, float]:
+    """Top-1 / top-5 radical accuracy of `judge` on decoded real glyphs."""
+    judge.eval()
+    top1 = top5 = 0
+    for start in range(0, len(data), batch_size):
+        logits = judge(data.float_images(slice(start, start + batch_size)))
+        target = torch.from_numpy(data.radicals[start : start + batch_size] - 1)
+        top = logits.topk(5, dim=1).indices
+        top1 += int((top[:, 0] == target).sum())
+        top5 += int((top == target[:, None]).any(dim=1).sum())
+    return {"top1": top1 / len(data), "top5": top5 / len(data)}
+
+
+def train_judge(
+    dataset: str | os.PathLike | Dataset | DatasetDict,
+    size: int = 32,
+    epochs: int = 8,
+    batch_size: int = 256,
+    learning_rate: float = 3e-3,
+    weight_decay: float = 0.05,
+    label_smoothing: float = 0.1,
+    max_shift: int | None = None,
+    block_out_channels: Sequence[int] = DEFAULT_CHANNELS,
+    seed: int = 0,
+    train_split: str = "train",
+    eval_split: str | None = "test",
+    log: Any = print,
+) -> tuple[GlyphJudge, dict[str, Any]]:
+    """Train a radical judge on `train_split`, report held-out accuracy on `eval_split`.
+
+    Images are decoded once to a uint8 tensor (an epoch then costs only the network). Augmentation is a
+    random translation of up to `max_shift` px (default size // 16). AdamW with a one-cycle schedule and
+    label smoothing: a few epochs reach most of the accuracy. Returns `(judge in eval mode, metrics)`.
+    """
+    if epochs < 1:
+        raise GlyphJudgeError(f"epochs must be >= 1, got {epochs}.")
+    splits = _splits(dataset)
+    if train_split not in splits:
+        raise GlyphJudgeError(f"Split {train_split!r} not in the dataset (has {list(splits)}).")
+    t0 = time.perf_counter()
+    train = decode_split(splits[train_split], size, with_text=False)
+    held_out = None
+    if eval_split and eval_split in splits:
+        held_out = decode_split(splits[eval_split], size, with_text=False)
+    t_decode = time.perf_counter() - t0
+    log(
+        f"decoded {len(train):,} train" + (f" + {len(held_out):,} {eval_split}" if held_out else "")
+        + f" glyphs at {size}px in {t_decode:.1f}s"
+        + (f" (dropped {train.dropped} without a radical)" if train.dropped else "")
+    )
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    judge = GlyphJudge(sample_size=size, block_out_channels=tuple(block_out_channels))
+    max_shift = max(1, size // 16) if max_shift is None else max_shift
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    opt = torch.optim.AdamW(judge.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=learning_rate, total_steps=epochs * steps_per_epoch, pct_start=0.15
+    )
+    targets = torch.from_numpy(train.radicals - 1)
+    history = []
+    t_train, cpu_train = time.perf_counter(), time.process_time()
+    for epoch in range(1, epochs + 1):
+        judge.train()
+        perm = torch.randperm(len(train), generator=gen)
+        loss_sum = correct = 0.0
+        t_epoch = time.perf_counter()
+        for start in range(0, len(train), batch_size):
+            idx = perm[start : start + batch_size]
+            x = random_shift(train.images[idx], max_shift, gen).float() / 255.0
+            logits = judge(x)
+            loss = F.cross_entropy(logits, targets[idx], label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == targets[idx]).sum())
+        row = {
+            "epoch": epoch,
+            "loss": loss_sum / len(train),
+            "train_accuracy": correct / len(train),
+            "seconds": time.perf_counter() - t_epoch,
+        }
+        if held_out is not None:
+            row["held_out_accuracy"] = judge_accuracy(judge, held_out)["top1"]
+        history.append(row)
+        log(
+            f"epoch {epoch}/{epochs}: loss {row['loss']:.3f}, train acc {row['train_accuracy']:.3f}"
+            + (f", {eval_split} acc {row['held_out_accuracy']:.3f}" if held_out is not None else "")
+            + f" ({row['seconds']:.0f}s)"
+        )
+    judge.eval()
+    counts = Counter(train.radicals.tolist())
+    top_radical, top_count = counts.most_common(1)[0]
+    metrics: dict[str, Any] = {
+        "size": size,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_shift": max_shift,
+        "seed": seed,
+        "parameters": sum(p.numel() for p in judge.parameters()),
+        "num_train": len(train),
+        "train_radicals": len(counts),
+        "majority_radical": int(top_radical),
+        "majority_rate": top_count / len(train),
+        "train_seconds": time.perf_counter() - t_train,
+        "train_cpu_seconds": time.process_time() - cpu_train,  # wall time is misleading on a shared CPU
+        "torch_threads": torch.get_num_threads(),
+        "history": history,
+    }
+    if held_out is not None:
+        acc = judge_accuracy(judge, held_out)
+        metrics.update(
+            held_out_split=eval_split,
+            num_held_out=len(held_out),
+            held_out_accuracy=acc["top1"],
+            held_out_top5=acc["top5"],
+        )
+    return judge, metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# Saving / loading
+# --------------------------------------------------------------------------------------------------
+
+
+def save_judge(judge: GlyphJudge, out_dir: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
+    """`save_pretrained` (config.json + safetensors) plus `judge_metrics.json`, into a temporary sibling
+    folder that is then renamed over `out_dir`: readers never see a half-written judge."""
+    target = Path(out_dir).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        judge.save_pretrained(tmp, safe_serialization=True)
+        if metrics is not None:
+            (tmp / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        _relax_permissions(tmp)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rmdir(old)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _relax_permissions(folder: Path) -> None:
+    """mkdtemp (and some writers) create owner-only entries; give the judge normal umask permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
+
+
+def load_judge(path: str | os.PathLike) -> GlyphJudge:
+    """Load a judge folder written by `save_judge` / `glyffuser train-judge`, in eval mode."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        what = "does not exist" if not folder.exists() else "has no config.json"
+        raise FileNotFoundError(
+            f"Judge folder {folder} {what}; train one with `glyffuser train-judge --dataset DIR --out {folder}`."
+        )
+    return GlyphJudge.from_pretrained(str(folder)).eval()
+
+
+def load_judge_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """The training metrics saved next to a judge ({} if absent)."""
+    file = Path(path) / METRICS_NAME
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line: `glyffuser train-judge`
+# --------------------------------------------------------------------------------------------------
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``glyffuser train-judge``."""
+    parser.add_argument("--dataset", required=True, help="glyph dataset (save_to_disk folder, parquet file or Hub name)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
+    parser.add_argument("--size", type=int, default=32, help="judge resolution in px (default: 32)")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument(
+        "--channels", default=",".join(map(str, DEFAULT_CHANNELS)), help="stem,stage1,... widths (default: 16,32,64,128)"
+    )
+    parser.add_argument("--max-shift", type=int, help="random translation in px (default: size // 16)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy shared CPU)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``glyffuser train-judge``."""
+    prog = "glyffuser train-judge"
+    try:
+        if args.out.exists() and not args.overwrite:
+            raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it.")
+        channels = tuple(int(c) for c in str(args.channels).split(","))
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        judge, metrics = train_judge(
+            args.dataset,
+            size=args.size,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            max_shift=args.max_shift,
+            block_out_channels=channels,
+            seed=args.seed,
+        )
+        metrics["dataset"] = str(args.dataset)
+        out = save_judge(judge, args.out, metrics)
+    except (GlyphJudgeError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    acc = metrics.get("held_out_accuracy")
+    summary = f"judge ({metrics['parameters']:,} params, {args.size}px) saved to {out}"
+    if acc is not None:
+        summary += (
+            f"\nheld-out radical accuracy: {acc:.3f} top-1, {metrics['held_out_top5']:.3f} top-5 "
+            f"on {metrics['num_held_out']:,} {metrics['held_out_split']} glyphs "
+            f"(majority-radical baseline {metrics['majority_rate']:.3f})"
+        )
+    print(summary)
+    return 0

@@ -1,0 +1,645 @@
+"""Glyph quality metrics: Fréchet glyph distance (FGD), KID and radical adherence.
+
+* **FGD** is FID with the glyph judge (`glyph_pipeline.judge.GlyphJudge`) in place of Inception: the
+  Fréchet distance between Gaussians fitted to the judge's penultimate-layer features of generated and of
+  held-out real glyphs. Computed in float64 with an eigen-decomposition matrix square root. FGD is biased
+  by the sample count, so it is only comparable at equal `n`; every result carries its `n` and a *real
+  floor* (FGD between two real sets of the same size) that says how small FGD can get at that `n`.
+* **KID**: unbiased MMD² with the cubic polynomial kernel `(x·y / d + 1)³`, averaged over random subsets;
+  unbiased, so it is usable with few samples and ≈ 0 for two samples of one distribution.
+* **Radical adherence**: prompts are the definitions of held-out characters; the share of generated
+  glyphs whose radical (as the judge reads it) is the prompted character's Kangxi radical. Context: the
+  judge's accuracy on the real glyphs of the same characters (the ceiling) and the base rate of the most
+  common radical among those characters (the best a prompt-blind model can do). A probe set in the spirit
+  of the original article ("gold" -> 金 ...) reports the same share for single-word prompts.
+
+Command line: ``glyffuser evaluate --model DIR --judge DIR --dataset DIR [--num-samples 256 ...]``.
+Python: :func:`evaluate_pipeline` (a pipeline) or :func:`glyph_scores` (any images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .judge import (
+    GlyphJudge,
+    GlyphJudgeError,
+    column,
+    decode_split,
+    load_judge,
+    load_judge_metrics,
+    require_columns,
+    to_judge_tensor,
+)
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+
+# Single-word prompts and the Kangxi radical each should produce (simplified/side forms count: the
+# radical number is the same, e.g. 氵 is 85, 钅 is 167). In the spirit of the original article's "Gold".
+PROBES: dict[str, int] = {
+    "gold": 167,  # 金 (釒, 钅)
+    "metal": 167,
+    "water": 85,  # 水 (氵)
+    "tree": 75,  # 木
+    "fire": 86,  # 火 (灬)
+    "speech": 149,  # 言 (讠)
+    "woman": 38,  # 女
+    "hand": 64,  # 手 (扌)
+    "heart": 61,  # 心 (忄)
+    "grass": 140,  # 艸 (艹)
+}
+PROBE_CHARACTERS = {167: "金", 85: "水", 75: "木", 86: "火", 149: "言", 38: "女", 64: "手", 61: "心", 140: "艸"}
+PROBE_SEED_OFFSET = 1_000_000  # probe images use seeds disjoint from the held-out prompts' seeds
+DEFAULT_NUM_SAMPLES = 256
+KID_FULL_KERNEL_MAX = 4096  # up to this many samples per set, KID precomputes the full kernel matrices
+
+
+class GlyphMetricsError(ValueError):
+    """Input the metrics cannot score meaningfully (too few samples, wrong shapes, not a pipeline...)."""
+
+
+def radical_symbol(radical: int) -> str:
+    """The Kangxi Radicals block character for radical 1..214 (e.g. 167 -> ⾦)."""
+    return chr(0x2F00 + int(radical) - 1) if 1 <= int(radical) <= 214 else "?"
+
+
+# --------------------------------------------------------------------------------------------------
+# Fréchet distance and KID (float64, numpy)
+# --------------------------------------------------------------------------------------------------
+
+
+def sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix by eigen-decomposition (float64).
+
+    The input is symmetrised and eigenvalues below zero (rounding noise of a singular covariance) are
+    clamped to 0, so the result is real and symmetric: no complex parts to discard as with `sqrtm`.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise GlyphMetricsError(f"sqrtm_psd needs a square matrix, got shape {m.shape}.")
+    m = (m + m.T) / 2
+    values, vectors = np.linalg.eigh(m)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr((Σ1 Σ2)^½) = tr((Σ1^½ Σ2 Σ1^½)^½), the symmetric form: its eigenvalues are real and >= 0."""
+    root1 = sqrtm_psd(sigma1)
+    inner = root1 @ np.asarray(sigma2, dtype=np.float64) @ root1
+    values = np.linalg.eigvalsh((inner + inner.T) / 2)
+    return float(np.sqrt(np.clip(values, 0.0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2):
+    |mu1 - mu2|² + tr(Σ1) + tr(Σ2) - 2 tr((Σ1 Σ2)^½)."""
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
+        raise GlyphMetricsError(
+            f"Mismatched statistics: means {mu1.shape} / {mu2.shape}, covariances {sigma1.shape} / {sigma2.shape}."
+        )
+    for name, value in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.all(np.isfinite(value)):
+            raise GlyphMetricsError(f"{name} contains NaN or inf (were the images NaN?).")
+    diff = mu1 - mu2
+    distance = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
+    return max(float(distance), 0.0)  # exact result is >= 0; clamp rounding noise of ~1e-12
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased) covariance of (n, d) features in float64."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise GlyphMetricsError(f"Features must be (n, d), got shape {x.shape}.")
+    if x.shape[0] < 2:
+        raise GlyphMetricsError(
+            f"FGD needs at least 2 samples per set to estimate a covariance, got {x.shape[0]}. "
+            "Use more samples (FGD is only comparable at equal sample counts; >= 256 is a sensible minimum)."
+        )
+    return x.mean(axis=0), np.cov(x, rowvar=False)
+
+
+def frechet_glyph_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """FGD between two sets of judge features (n_a, d) and (n_b, d). Symmetric; 0 for identical sets."""
+    return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
+
+
+def kernel_distance(
+    features_a: np.ndarray,
+    features_b: np.ndarray,
+    num_subsets: int = 100,
+    subset_size: int | None = None,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """KID: unbiased MMD² with the kernel (x·y / d + 1)³, mean and std over `num_subsets` random subsets.
+
+    `subset_size` defaults to half the smaller set (at least 2), so subsets differ and the std says how
+    stable the estimate is. Unbiased: two samples of one distribution give ≈ 0 (slightly negative is fine).
+    """
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise GlyphMetricsError(f"KID needs (n, d) features of equal d, got {a.shape} and {b.shape}.")
+    n = min(len(a), len(b))
+    m = max(2, n // 2) if subset_size is None else min(int(subset_size), n)
+    if n < 2 or m < 2:
+        raise GlyphMetricsError(f"KID needs at least 2 samples per set (subsets of >= 2), got {len(a)} and {len(b)}.")
+    d = a.shape[1]
+
+    def kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        k = x @ y.T / d + 1
+        return k * k * k  # much faster than k ** 3 (a pow() per element)
+
+    # Up to a few thousand samples, three full kernel matrices beat hundreds of small products.
+    full = max(len(a), len(b)) <= KID_FULL_KERNEL_MAX
+    if full:
+        kaa, kbb, kab = kernel(a, a), kernel(b, b), kernel(a, b)
+    rng = np.random.default_rng(seed)
+    values = np.empty(num_subsets)
+    for i in range(num_subsets):
+        ia, ib = rng.choice(len(a), m, replace=False), rng.choice(len(b), m, replace=False)
+        if full:
+            kxx, kyy, kxy = kaa[np.ix_(ia, ia)], kbb[np.ix_(ib, ib)], kab[np.ix_(ia, ib)]
+        else:
+            x, y = a[ia], b[ib]
+            kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
+        values[i] = (
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean()
+        )
+    return float(values.mean()), float(values.std())
+
+
+# --------------------------------------------------------------------------------------------------
+# Judge readings
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def judge_readings(judge: GlyphJudge, images: Any, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 features (n, d), predicted Kangxi radicals (n,)) for images in [0, 1], white = 1.
+
+    Images of another resolution are resized to the judge's (see `GlyphJudge`); accepted types as in
+    `to_judge_tensor` (PIL list, numpy NHWC, torch NCHW; uint8 or float).
+    """
+    x = images if isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[1] == 1 else to_judge_tensor(images)
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    judge.eval()
+    feats, preds = [], []
+    for start in range(0, len(x), batch_size):
+        logits, f = judge(x[start : start + batch_size].float(), return_features=True)
+        feats.append(f.double().cpu().numpy())
+        preds.append((logits.argmax(dim=1) + 1).cpu().numpy())
+    return np.concatenate(feats), np.concatenate(preds).astype(np.int64)
+
+
+def radical_adherence(predicted: Sequence[int], target: Sequence[int]) -> float:
+    """Share of glyphs whose predicted radical equals the target radical."""
+    p, t = np.asarray(predicted), np.asarray(target)
+    if p.shape != t.shape or p.size == 0:
+        raise GlyphMetricsError(f"Need one target radical per glyph, got {p.size} predictions and {t.size} targets.")
+    return float((p == t).mean())
+
+
+def majority_rate(radicals: Sequence[int]) -> tuple[int, float]:
+    """(most common radical, its share): the adherence ceiling of a model that ignores the prompt."""
+    radical, count = Counter(int(r) for r in radicals).most_common(1)[0]
+    return radical, count / len(radicals)
+
+
+def glyph_scores(
+    judge: GlyphJudge,
+    generated: Any,
+    real: Any,
+    target_radicals: Sequence[int] | None = None,
+    real_radicals: Sequence[int] | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """FGD / KID of `generated` against `real` glyphs, plus radical adherence if targets are given.
+
+    `target_radicals[i]` is the radical the prompt of `generated[i]` asks for; `real_radicals` are the true
+    radicals of `real` (gives `judge_accuracy_real`, the ceiling for adherence).
+    """
+    gen_feats, gen_pred = judge_readings(judge, generated)
+    real_feats, real_pred = judge_readings(judge, real)
+    kid_mean, kid_std = kernel_distance(gen_feats, real_feats, kid_subsets, kid_subset_size, seed)
+    out: dict[str, Any] = {
+        "num_generated": len(gen_feats),
+        "num_real": len(real_feats),
+        "fgd": frechet_glyph_distance(gen_feats, real_feats),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "distinct_radicals_generated": len(set(gen_pred.tolist())),
+        "distinct_radicals_real": len(set(real_pred.tolist())),
+    }
+    if target_radicals is not None:
+        radical, rate = majority_rate(target_radicals)
+        out.update(
+            adherence=radical_adherence(gen_pred, target_radicals),
+            base_rate=rate,
+            base_radical=radical,
+        )
+    if real_radicals is not None:
+        out["judge_accuracy_real"] = radical_adherence(real_pred, real_radicals)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Sampling a pipeline
+# --------------------------------------------------------------------------------------------------
+
+
+def generate_glyphs(
+    pipe: GlyphDiffusionPipeline,
+    prompts: Sequence[str],
+    num_inference_steps: int = 20,
+    guidance_scale: float = 3.0,
+    seed: int = 0,
+    batch_size: int = 32,
+    seeds: Sequence[int] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> torch.Tensor:
+    """Sample one glyph per prompt: float (n, 1, H, W) in [0, 1].
+
+    Image i uses its own generator seeded `seed + i` (or `seeds[i]`), so results do not depend on the batch size.
+    """
+    seeds = list(seeds) if seeds is not None else [seed + i for i in range(len(prompts))]
+    out = []
+    t0 = time.perf_counter()
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds[start : start + len(chunk)]]
+        images = pipe(
+            chunk,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generators,
+            output_type="pt",
+        ).images
+        out.append(images.float().cpu())
+        if log:
+            done = start + len(chunk)
+            log(f"  sampled {done}/{len(prompts)} ({time.perf_counter() - t0:.0f}s)")
+    return torch.cat(out)
+
+
+def load_glyph_pipeline(model: str | os.PathLike) -> GlyphDiffusionPipeline:
+    """`GlyphDiffusionPipeline.from_pretrained` on a local folder or Hub repo; never runs remote code."""
+    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+
+    path = Path(model)
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise GlyphMetricsError(
+                f"{path} is not a saved glyph pipeline (no model_index.json). Pass the folder written by "
+                "`pipe.save_pretrained(...)` / the training script's output_dir."
+            )
+    elif str(model).startswith((".", "/", "~")) or str(model).count("/") > 1:
+        raise FileNotFoundError(f"Model path {model} does not exist (and it is not a Hub repo id like 'user/glyffuser').")
+    try:
+        pipe = GlyphDiffusionPipeline.from_pretrained(str(model))
+    except (OSError, ValueError) as err:
+        raise GlyphMetricsError(f"Could not load a GlyphDiffusionPipeline from {model}: {err}") from err
+    if not isinstance(pipe, GlyphDiffusionPipeline):
+        raise GlyphMetricsError(f"{model} holds a {type(pipe).__name__}, not a GlyphDiffusionPipeline.")
+    return pipe
+
+
+def _splits(dataset: str | os.PathLike | Dataset | DatasetDict) -> DatasetDict:
+    from datasets import Dataset, DatasetDict
+
+    if isinstance(dataset, (str, os.PathLike)):
+        from .dataset import load_glyph_dataset
+
+        dataset = load_glyph_dataset(dataset)
+    if isinstance(dataset, Dataset):
+        dataset = DatasetDict({"test": dataset})
+    return dataset
+
+
+def _find_characters(splits: DatasetDict, wanted: set[str], size: int) -> dict[str, torch.Tensor]:
+    """Real glyphs of a few characters (the probe targets), from whichever split holds them."""
+    found: dict[str, torch.Tensor] = {}
+    for ds in splits.values():
+        if "character" not in ds.column_names:
+            continue
+        chars = column(ds, "character")
+        idx = [i for i, c in enumerate(chars) if c in wanted and c not in found]
+        if idx:
+            arrays = decode_split(ds.select(idx), size, with_text=False)
+            for c, img in zip(arrays.characters, arrays.images):
+                found[c] = img
+    return found
+
+
+def evaluate_pipeline(
+    pipe: GlyphDiffusionPipeline,
+    judge: GlyphJudge | str | os.PathLike,
+    dataset: str | os.PathLike | Dataset | DatasetDict,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 3.0,
+    seed: int = 0,
+    batch_size: int = 32,
+    scheduler: str | None = None,
+    probe_samples: int = 8,
+    held_out_split: str = "test",
+    reference_split: str | None = "train",
+    kid_subsets: int = 100,
+    kid_subset_size: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Score a glyph pipeline against held-out real glyphs with the radical judge.
+
+    Prompts are the definitions of `num_samples` held-out characters (a fixed, seed-independent choice, so
+    two models are scored on the same prompts); the real set is those characters' glyphs (equal `n`).
+    `reference_split` (train) gives the *real floor*: FGD/KID of `num_samples` real training glyphs against
+    the same real set. `scheduler` (a `glyph_pipeline.schedulers.SCHEDULERS` name) swaps the sampler for
+    this call only. Generated images are resized to the judge's resolution if they differ (area averaging
+    down, bilinear up). Returns a JSON-ready dict; `format_report(result)` renders it as a table.
+    """
+    from .schedulers import sampling_scheduler
+
+    t0 = time.perf_counter()
+    judge_path = None
+    if not isinstance(judge, GlyphJudge):
+        judge_path = str(judge)
+        judge = load_judge(judge)
+    judge_info = {"path": judge_path, "size": judge.config.sample_size, "parameters": judge.num_parameters()}
+    if judge_path:
+        saved = load_judge_metrics(judge_path)
+        if "held_out_accuracy" in saved:
+            judge_info["held_out_accuracy"] = saved["held_out_accuracy"]
+    splits = _splits(dataset)
+    if held_out_split not in splits:
+        raise GlyphMetricsError(f"The dataset has no {held_out_split!r} split (has {list(splits)}); evaluation needs held-out glyphs.")
+    held_ds = splits[held_out_split]
+    require_columns(held_ds, ["image", "text", "radical"], "Evaluation")
+    if not isinstance(num_samples, int) or num_samples < 2:
+        raise GlyphMetricsError(f"num_samples must be an integer >= 2 (FGD needs a covariance), got {num_samples!r}.")
+    size = judge.config.sample_size
+    held = decode_split(held_ds, size)
+    if num_samples > len(held):
+        raise GlyphMetricsError(
+            f"num_samples={num_samples} exceeds the {len(held)} held-out glyphs with a radical; "
+            f"use --num-samples {len(held)} or fewer (FGD compares equal-size sets)."
+        )
+    # Fixed prompt subset (seed 0), independent of the sampling seed: models are compared on the same prompts.
+    chosen = np.sort(np.random.default_rng(0).permutation(len(held))[:num_samples])
+    prompts = [held.texts[i] for i in chosen]
+    targets = held.radicals[chosen]
+    real_images = held.float_images(torch.from_numpy(chosen))
+
+    original_scheduler = pipe.scheduler
+    if scheduler is not None:
+        pipe.scheduler = sampling_scheduler(scheduler, dict(pipe.scheduler.config))
+    sampler = type(pipe.scheduler).__name__
+    try:
+        if log:
+            log(f"sampling {num_samples} held-out prompts with {sampler}, {num_inference_steps} steps, guidance {guidance_scale}")
+        t_gen = time.perf_counter()
+        generated = generate_glyphs(pipe, prompts, num_inference_steps, guidance_scale, seed, batch_size, log=log)
+        gen_seconds = time.perf_counter() - t_gen
+        probe_images = None
+        if probe_samples > 0:
+            if log:
+                log(f"sampling {probe_samples} glyphs for each of {len(PROBES)} probe prompts")
+            probe_prompts = [w for w in PROBES for _ in range(probe_samples)]
+            probe_seeds = [seed + PROBE_SEED_OFFSET + i for i in range(len(probe_prompts))]
+            probe_images = generate_glyphs(
+                pipe, probe_prompts, num_inference_steps, guidance_scale, batch_size=batch_size, seeds=probe_seeds
+            )
+    finally:
+        pipe.scheduler = original_scheduler
+
+    scores = glyph_scores(
+        judge, generated, real_images, targets, held.radicals[chosen], kid_subsets, kid_subset_size, seed
+    )
+    result: dict[str, Any] = {
+        "judge": judge_info,
+        "sampler": {
+            "scheduler": scheduler or sampler,
+            "class": sampler,
+            "num_inference_steps": num_inference_steps,
+            "guidance_scale": guidance_scale,
+            "seed": seed,
+            "batch_size": batch_size,
+        },
+        "image_size": list(generated.shape[-2:]),
+        "resized_to_judge": tuple(generated.shape[-2:]) != (size, size),
+        **scores,
+    }
+    result["base_character"] = radical_symbol(result["base_radical"])
+
+    if reference_split and reference_split in splits:
+        ref_ds = splits[reference_split]
+        pick = np.sort(np.random.default_rng(1).permutation(len(ref_ds))[:num_samples])
+        ref = decode_split(ref_ds.select(pick.tolist()), size, with_text=False)
+        ref_feats, _ = judge_readings(judge, ref.float_images())
+        real_feats, _ = judge_readings(judge, real_images)
+        floor_kid, floor_kid_std = kernel_distance(ref_feats, real_feats, kid_subsets, kid_subset_size, seed)
+        result["real_floor"] = {
+            "split": reference_split,
+            "num": len(ref),
+            "fgd": frechet_glyph_distance(ref_feats, real_feats),
+            "kid": floor_kid,
+            "kid_std": floor_kid_std,
+        }
+
+    if probe_images is not None:
+        _, probe_pred = judge_readings(judge, probe_images)
+        _, held_pred = judge_readings(judge, held.float_images())
+        real_probe = _find_characters(splits, set(PROBE_CHARACTERS.values()), size)
+        probes = {}
+        for k, (word, radical) in enumerate(PROBES.items()):
+            pred = probe_pred[k * probe_samples : (k + 1) * probe_samples]
+            char = PROBE_CHARACTERS[radical]
+            mask = held.radicals == radical
+            entry: dict[str, Any] = {
+                "radical": radical,
+                "character": char,
+                "adherence": radical_adherence(pred, [radical] * len(pred)),
+                "predicted": [int(p) for p in pred],
+                # Context: how well the judge reads this radical on real held-out glyphs (mostly side
+                # forms such as 氵 钅 扌), and whether it reads the bare radical character itself.
+                "judge_recall_held_out": float((held_pred[mask] == radical).mean()) if mask.any() else None,
+                "num_held_out": int(mask.sum()),
+            }
+            if char in real_probe:
+                _, real_pred = judge_readings(judge, real_probe[char][None].float() / 255.0)
+                entry["judge_reads_character"] = bool(real_pred[0] == radical)
+            probes[word] = entry
+        result["probes"] = probes
+        result["probe_samples"] = probe_samples
+        result["probe_adherence"] = float(np.mean([p["adherence"] for p in probes.values()]))
+        # A prompt-blind model drawing only 金 matches "gold" and "metal": 2 of the 10 probes.
+        result["probe_base_rate"] = majority_rate(list(PROBES.values()))[1]
+    result["seconds"] = {"sampling": gen_seconds, "total": time.perf_counter() - t0}
+    return result
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """A plain-text table of an `evaluate_pipeline` result."""
+    s = result["sampler"]
+    j = result["judge"]
+    acc = j.get("held_out_accuracy")
+    lines = [
+        f"Glyph metrics: {s['scheduler']} ({s['class']}), {s['num_inference_steps']} steps, guidance {s['guidance_scale']}, seed {s['seed']}",
+        f"judge: {j['size']}px, {j['parameters']:,} params"
+        + (f", held-out radical accuracy {acc:.3f}" if acc is not None else "")
+        + (f"; generated {result['image_size'][0]}px images resized to {j['size']}px" if result["resized_to_judge"] else ""),
+        f"n = {result['num_generated']} generated vs {result['num_real']} held-out real glyphs (FGD is comparable only at equal n)",
+        "",
+        f"{'metric':<28}{'model':>14}{'real floor':>16}",
+    ]
+    floor = result.get("real_floor", {})
+
+    def fmt(v: float | None, scale: float = 1.0, digits: int = 3) -> str:
+        return "-" if v is None else f"{v * scale:.{digits}f}"
+
+    lines.append(f"{'FGD (lower is better)':<28}{fmt(result['fgd']):>14}{fmt(floor.get('fgd')):>16}")
+    kid = f"{result['kid']:.3g}±{result['kid_std']:.2g}"
+    floor_kid = f"{floor['kid']:.3g}±{floor['kid_std']:.2g}" if floor else "-"
+    lines.append(f"{'KID (lower is better)':<28}{kid:>14}{floor_kid:>16}")
+    lines.append(
+        f"{'radical adherence':<28}{fmt(result['adherence']):>14}{fmt(result.get('judge_accuracy_real')):>16}"
+        "   (real: the judge on these characters' real glyphs = ceiling)"
+    )
+    lines.append(
+        f"{'  base rate (prompt-blind)':<28}{fmt(result['base_rate']):>14}"
+        f"{'':>16}   most common radical {result['base_radical']} {result['base_character']}"
+    )
+    lines.append(
+        f"{'distinct radicals read':<28}{result['distinct_radicals_generated']:>14}{result['distinct_radicals_real']:>16}"
+    )
+    if "probes" in result:
+        lines.append("")
+        lines.append(
+            f"probe adherence ({result['probe_samples']} samples per prompt): mean {result['probe_adherence']:.3f} "
+            f"(prompt-blind best: {result['probe_base_rate']:.2f}, always drawing 金)"
+        )
+        for word, p in result["probes"].items():
+            recall = p.get("judge_recall_held_out")
+            context = f"judge recall on held-out {p['num_held_out']:>2}: " + ("  -" if recall is None else f"{recall:.2f}")
+            bare = {True: f", reads {p['character']} ✓", False: f", misreads {p['character']} ✗"}.get(p.get("judge_reads_character"), "")
+            lines.append(
+                f"  {word:<7}-> {radical_symbol(p['radical'])} {p['radical']:>3}: {p['adherence']:.2f}  "
+                f"read as {''.join(radical_symbol(r) for r in p['predicted'])}  ({context}{bare})"
+            )
+    lines.append(f"\n{result['seconds']['total']:.0f}s ({result['seconds']['sampling']:.0f}s sampling held-out prompts)")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `result` as JSON via a temporary file + rename (never a truncated file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line: `glyffuser evaluate`
+# --------------------------------------------------------------------------------------------------
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``glyffuser evaluate``."""
+    from .schedulers import RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
+
+    parser.add_argument("--model", required=True, help="saved glyph pipeline folder or Hub repo id")
+    parser.add_argument("--judge", required=True, help="judge folder from `glyffuser train-judge`")
+    parser.add_argument("--dataset", required=True, help="glyph dataset with a held-out 'test' split")
+    parser.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES, help="held-out prompts (default: 256)")
+    parser.add_argument("--scheduler", default=RECOMMENDED_SAMPLER, choices=list(SCHEDULERS), help="sampler")
+    parser.add_argument("--steps", type=int, default=RECOMMENDED_STEPS, help="inference steps (default: 20)")
+    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (<= 1: off)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--probe-samples", type=int, default=8, help="samples per probe prompt (0: skip probes)")
+    parser.add_argument("--kid-subsets", type=int, default=100)
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy shared CPU)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``glyffuser evaluate``."""
+    prog = "glyffuser evaluate"
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        judge = load_judge(args.judge)  # fail fast, before loading the model
+        pipe = load_glyph_pipeline(args.model)
+        pipe.set_progress_bar_config(disable=True)
+        result = evaluate_pipeline(
+            pipe,
+            judge,
+            args.dataset,
+            num_samples=args.num_samples,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            scheduler=args.scheduler,
+            probe_samples=args.probe_samples,
+            kid_subsets=args.kid_subsets,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
+        saved = load_judge_metrics(args.judge)
+        result["judge"].update(path=str(args.judge), held_out_accuracy=saved.get("held_out_accuracy"))
+        result["model"] = str(args.model)
+        result["dataset"] = str(args.dataset)
+    except (GlyphMetricsError, GlyphJudgeError, FileNotFoundError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(result))
+    if args.out:
+        print(f"wrote {write_json(result, args.out)}")
+    return 0
+
+
+__all__ = [
+    "PROBES",
+    "GlyphMetricsError",
+    "evaluate_pipeline",
+    "format_report",
+    "frechet_distance",
+    "frechet_glyph_distance",
+    "generate_glyphs",
+    "glyph_scores",
+    "judge_readings",
+    "kernel_distance",
+    "load_glyph_pipeline",
+    "radical_adherence",
+    "sqrtm_psd",
+    "write_json",
+]
