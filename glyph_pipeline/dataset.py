@@ -394,6 +394,19 @@ def _split_by_column(dsd: DatasetDict) -> DatasetDict:
     return DatasetDict(out)
 
 
+def as_dataset_dict(
+    source: str | os.PathLike | Dataset | DatasetDict, single_split: str = "train"
+) -> DatasetDict:
+    """A `DatasetDict` from a path/name (via `load_glyph_dataset`), a `Dataset` (named `single_split`) or a dict."""
+    from datasets import Dataset, DatasetDict
+
+    if isinstance(source, (str, os.PathLike)):
+        source = load_glyph_dataset(source)
+    if isinstance(source, Dataset):
+        source = DatasetDict({single_split: source})
+    return source
+
+
 def load_glyph_dataset(
     source: str | os.PathLike, split: str | None = None, **load_kwargs
 ) -> Dataset | DatasetDict:

@@ -37,6 +37,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .dataset import as_dataset_dict
+
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
@@ -232,18 +234,6 @@ def decode_split(ds: Dataset, size: int, with_text: bool = True) -> GlyphArrays:
     )
 
 
-def _splits(dataset: str | os.PathLike | Dataset | DatasetDict) -> DatasetDict:
-    from datasets import Dataset, DatasetDict
-
-    if isinstance(dataset, (str, os.PathLike)):
-        from .dataset import load_glyph_dataset
-
-        dataset = load_glyph_dataset(dataset)
-    if isinstance(dataset, Dataset):
-        dataset = DatasetDict({"train": dataset})
-    return dataset
-
-
 # --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
@@ -300,7 +290,7 @@ def train_judge(
     """
     if epochs < 1:
         raise GlyphJudgeError(f"epochs must be >= 1, got {epochs}.")
-    splits = _splits(dataset)
+    splits = as_dataset_dict(dataset, single_split="train")
     if train_split not in splits:
         raise GlyphJudgeError(f"Split {train_split!r} not in the dataset (has {list(splits)}).")
     t0 = time.perf_counter()

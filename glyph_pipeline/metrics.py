@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .dataset import as_dataset_dict
 from .judge import (
     GlyphJudge,
     GlyphJudgeError,
@@ -324,18 +325,6 @@ def load_glyph_pipeline(model: str | os.PathLike) -> GlyphDiffusionPipeline:
     return pipe
 
 
-def _splits(dataset: str | os.PathLike | Dataset | DatasetDict) -> DatasetDict:
-    from datasets import Dataset, DatasetDict
-
-    if isinstance(dataset, (str, os.PathLike)):
-        from .dataset import load_glyph_dataset
-
-        dataset = load_glyph_dataset(dataset)
-    if isinstance(dataset, Dataset):
-        dataset = DatasetDict({"test": dataset})
-    return dataset
-
-
 def _find_characters(splits: DatasetDict, wanted: set[str], size: int) -> dict[str, torch.Tensor]:
     """Real glyphs of a few characters (the probe targets), from whichever split holds them."""
     found: dict[str, torch.Tensor] = {}
@@ -389,7 +378,7 @@ def evaluate_pipeline(
         saved = load_judge_metrics(judge_path)
         if "held_out_accuracy" in saved:
             judge_info["held_out_accuracy"] = saved["held_out_accuracy"]
-    splits = _splits(dataset)
+    splits = as_dataset_dict(dataset, single_split="test")
     if held_out_split not in splits:
         raise GlyphMetricsError(f"The dataset has no {held_out_split!r} split (has {list(splits)}); evaluation needs held-out glyphs.")
     held_ds = splits[held_out_split]

@@ -31,15 +31,6 @@ CHARACTERS = "永金木水火土日月山川人口手心女子田目石竹米糸
 CELL = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models on a shared 2-core machine: thread hand-offs cost more than they save.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def glyph_dataset(tmp_path_factory) -> Path:
     try:

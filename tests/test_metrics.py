@@ -48,15 +48,6 @@ RADICALS = tuple(sorted(set(PROBES.values())))  # 38 61 64 75 85 86 140 149 167
 PER_RADICAL = 200
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convs and UNets: one thread avoids OpenMP wake-up costs that dominate on a shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     return tiny_pipeline()
