@@ -8,6 +8,7 @@ swap (e.g. DPMSolverSDE's 0.00085/0.012 scaled_linear): a different model. Expli
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from diffusers import (
@@ -84,8 +85,9 @@ def training_scheduler(**schedule: Any) -> DDPMScheduler:
 def sampling_scheduler(name: str = RECOMMENDED_SAMPLER, base_config: dict[str, Any] | None = None, **overrides: Any):
     """Scheduler `name` on the same noise schedule as `base_config` (a scheduler config) or the default.
 
-    `dpmsolver++` gets dynamic thresholding at 1.0 (clips x̂0 to the pixel range, the DPM-Solver
-    counterpart of DDPM's `clip_sample`) and trailing timesteps, our recommended fast sampler for pixel space.
+    Every sampler that supports it gets dynamic thresholding at 1.0 (clips x̂0 to the pixel range, the
+    multistep counterpart of DDPM's `clip_sample`); `dpmsolver++` with trailing timesteps is our recommended
+    fast sampler for pixel space.
     """
     if name not in SCHEDULERS:
         raise ValueError(f"Unknown scheduler {name!r}; valid names: {', '.join(SCHEDULERS)}.")
@@ -96,7 +98,11 @@ def sampling_scheduler(name: str = RECOMMENDED_SAMPLER, base_config: dict[str, A
         raise ValueError(f"base_config lacks the noise-schedule keys {missing}; build it with noise_schedule().")
     # Only the noise schedule travels: another sampler's own options (e.g. DEIS's algorithm_type) can break this one.
     config = {**{k: base[k] for k in SCHEDULE_KEYS}, **extra}
+    if "thresholding" in inspect.signature(cls.__init__).parameters:
+        # Pixels live in [-1, 1]: clip each predicted clean image to that range (dynamic thresholding at 1.0).
+        # Without it, multistep solvers extrapolate an imperfect model's x̂0 far outside and saturate to noise.
+        config.update(thresholding=True, sample_max_value=1.0)
     if name == "dpmsolver++":
-        config.update(thresholding=True, sample_max_value=1.0, timestep_spacing="trailing")
+        config.update(timestep_spacing="trailing")
     config.update(overrides)
     return cls.from_config(config)

@@ -444,3 +444,9 @@ def test_ddim_single_step_starts_from_pure_noise():
     ddim = sampling_scheduler("ddim")
     ddim.set_timesteps(1)
     assert ddim.timesteps.tolist() == [999]
+
+
+def test_samplers_that_support_it_clip_predictions_to_the_pixel_range():
+    for name in ("ddpm", "ddim", "dpmsolver++", "dpmsolver-singlestep", "deis", "unipc"):
+        config = sampling_scheduler(name).config
+        assert config.thresholding and config.sample_max_value == 1.0, name
