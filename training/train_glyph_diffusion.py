@@ -1071,6 +1071,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         }
         atomic_write_text(output_dir / "training_config.json", json.dumps(result, indent=2, default=str) + "\n")
         print_summary(result, output_dir)
+    # All ranks tear the process group down together: a rank that destroys it alone while another is still
+    # saving can leave the other hanging at exit. The Hub upload below needs no collectives.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if main_process:
         if hub_repo is not None:
             from glyph_pipeline.hub import HubPushError, push_pipeline_folder
 
@@ -1084,7 +1089,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             except HubPushError as err:  # the run is saved; the message ends with the retry command
                 logger.error(str(err))
                 result["hub_push_error"] = err.reason
-    accelerator.end_training()
     return result
 
 
