@@ -35,6 +35,7 @@ import torch
 
 from .dataset import as_dataset_dict
 from .judge import (
+    NUM_RADICALS,
     GlyphJudge,
     GlyphJudgeError,
     column,
@@ -340,6 +341,38 @@ def _find_characters(splits: DatasetDict, wanted: set[str], size: int) -> dict[s
     return found
 
 
+def prepare_evaluation(
+    judge: GlyphJudge | str | os.PathLike,
+    dataset: str | os.PathLike | Dataset | DatasetDict,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    held_out_split: str = "test",
+) -> tuple[GlyphJudge, DatasetDict]:
+    """Load and check what an evaluation needs, without sampling anything.
+
+    The training script calls this before step 1 (`--eval_judge`), so a wrong judge folder, a dataset
+    without a held-out split or radicals, or too large an `n` fails in seconds, not after hours of training.
+    """
+    if not isinstance(judge, GlyphJudge):
+        judge = load_judge(judge)
+    splits = as_dataset_dict(dataset, single_split="test")
+    if held_out_split not in splits:
+        raise GlyphMetricsError(
+            f"The dataset has no {held_out_split!r} split (has {list(splits)}); evaluation needs held-out glyphs. "
+            "Build one with `glyffuser build-dataset` (it writes train/test splits)."
+        )
+    held_ds = splits[held_out_split]
+    require_columns(held_ds, ["image", "text", "radical"], "Evaluation")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
+        raise GlyphMetricsError(f"num_samples must be an integer >= 2 (FGD needs a covariance), got {num_samples!r}.")
+    scorable = sum(r is not None and 1 <= int(r) <= NUM_RADICALS for r in column(held_ds, "radical"))
+    if num_samples > scorable:
+        raise GlyphMetricsError(
+            f"num_samples={num_samples} exceeds the {scorable} held-out glyphs with a radical; "
+            f"use --num-samples {scorable} or fewer (FGD compares equal-size sets)."
+        )
+    return judge, splits
+
+
 def evaluate_pipeline(
     pipe: GlyphDiffusionPipeline,
     judge: GlyphJudge | str | os.PathLike,
@@ -369,29 +402,15 @@ def evaluate_pipeline(
     from .schedulers import sampling_scheduler
 
     t0 = time.perf_counter()
-    judge_path = None
-    if not isinstance(judge, GlyphJudge):
-        judge_path = str(judge)
-        judge = load_judge(judge)
+    judge_path = None if isinstance(judge, GlyphJudge) else str(judge)
+    judge, splits = prepare_evaluation(judge, dataset, num_samples, held_out_split)
     judge_info = {"path": judge_path, "size": judge.config.sample_size, "parameters": judge.num_parameters()}
     if judge_path:
         saved = load_judge_metrics(judge_path)
         if "held_out_accuracy" in saved:
             judge_info["held_out_accuracy"] = saved["held_out_accuracy"]
-    splits = as_dataset_dict(dataset, single_split="test")
-    if held_out_split not in splits:
-        raise GlyphMetricsError(f"The dataset has no {held_out_split!r} split (has {list(splits)}); evaluation needs held-out glyphs.")
-    held_ds = splits[held_out_split]
-    require_columns(held_ds, ["image", "text", "radical"], "Evaluation")
-    if not isinstance(num_samples, int) or num_samples < 2:
-        raise GlyphMetricsError(f"num_samples must be an integer >= 2 (FGD needs a covariance), got {num_samples!r}.")
     size = judge.config.sample_size
-    held = decode_split(held_ds, size)
-    if num_samples > len(held):
-        raise GlyphMetricsError(
-            f"num_samples={num_samples} exceeds the {len(held)} held-out glyphs with a radical; "
-            f"use --num-samples {len(held)} or fewer (FGD compares equal-size sets)."
-        )
+    held = decode_split(splits[held_out_split], size)
     # Fixed prompt subset (seed 0), independent of the sampling seed: models are compared on the same prompts.
     chosen = np.sort(np.random.default_rng(0).permutation(len(held))[:num_samples])
     prompts = [held.texts[i] for i in chosen]
@@ -628,6 +647,7 @@ __all__ = [
     "judge_readings",
     "kernel_distance",
     "load_glyph_pipeline",
+    "prepare_evaluation",
     "radical_adherence",
     "sqrtm_psd",
     "write_json",

@@ -27,6 +27,7 @@ SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
 CONFIGS = REPO / "training" / "accelerate_configs"
 TINY_16 = dict(block_out_channels=[16, 32, 32], norm_num_groups=8, cross_attention_dim=32, sample_size=16)
 TINY_32 = {**TINY_16, "sample_size": 32}
+JUDGE = REPO / "artifacts" / "judge-32"  # the shipped 32 px radical judge (issue #7)
 
 ENV = {
     **os.environ,
@@ -169,6 +170,49 @@ def test_loss_clearly_decreases(e2e_run):
     assert record["final_loss"] < 0.6 * record["initial_loss"], record
 
 
+# ----------------------------------------------------------------------------------------------- evaluation
+@pytest.mark.slow
+def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, local_hub, tmp_path):
+    """`--eval_judge` runs `glyffuser evaluate` on the saved pipeline; metrics.json feeds the pushed card."""
+    from hub_fixtures import hub_env
+
+    from glyph_pipeline import hub
+    from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+
+    eval_data = save_dataset(
+        build_glyph_dataset(size=32, limit=40, test_fraction=0.25, num_workers=0, progress=False), tmp_path / "eval-glyphs"
+    )
+    out, repo = tmp_path / "model", "user/evaluated"
+    args = common_args(
+        assets, out, "--train_batch_size", "4", "--max_train_steps", "2", "--checkpointing_steps", "0",
+        "--validation_steps", "0", "--eval_judge", str(JUDGE), "--eval_dataset", str(eval_data),
+        "--eval_num_samples", "6", "--eval_inference_steps", "2", "--eval_probe_samples", "1",
+        "--push_to_hub", "--hub_model_id", repo,
+    )  # fmt: skip
+    env = {**hub_env(local_hub, tmp_path / "client"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu.yaml"), str(SCRIPT)]
+    proc = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_generated"] == metrics["num_real"] == 6
+    assert metrics["sampler"]["scheduler"] == "dpmsolver++" and metrics["sampler"]["num_inference_steps"] == 2
+    assert metrics["fgd"] > 0 and 0.0 <= metrics["adherence"] <= 1.0 and len(metrics["probes"]) == 10
+    assert metrics["real_floor"]["num"] == 6 and metrics["judge"]["held_out_accuracy"] == pytest.approx(0.842, abs=0.01)
+    assert metrics["judge"]["path"] == str(JUDGE) and metrics["dataset"] == str(eval_data)
+    assert "Glyph metrics: dpmsolver++" in proc.stdout and "radical adherence" in proc.stdout
+
+    # The card shows the numbers; the published metrics.json is the local one without the machine's paths.
+    card = local_hub.read_file(repo, "README.md").decode()
+    assert "## Evaluation" in card
+    assert f"| Fréchet glyph distance (FGD) | {hub._num(metrics['fgd'])} |" in card
+    assert f"| Radical adherence | {hub._num(metrics['adherence'])} |" in card
+    published = json.loads(local_hub.read_file(repo, "metrics.json"))
+    assert published == hub.without_local_paths(metrics) and published["judge"]["path"] == "<local path>"
+    for name in local_hub.list_files(repo):
+        assert str(tmp_path).encode() not in local_hub.read_file(repo, name), name
+
+
 # ----------------------------------------------------------------------------------------------- exact resume
 @pytest.mark.slow
 def test_resume_after_sigkill_is_exact(assets, tmp_path):
@@ -280,6 +324,13 @@ BAD_INPUTS = {
     "encoder offline": (["--text_encoder_name_or_path", "google-t5/t5-small"], r"--text_encoder_name_or_path minilm"),
     "bad dropout": (["--cond_dropout", "1.0"], r"--cond_dropout must be in \[0, 1\)"),
     "bad scheduler": (["--validation_scheduler", "magic"], r"valid names: ddpm, ddim"),
+    "missing judge": (["--eval_judge", "{tmp}/no-judge"], r"--eval_judge .*no-judge does not exist.*glyffuser train-judge"),
+    "eval n too large": (
+        ["--eval_judge", str(JUDGE), "--eval_num_samples", "5000"], r"num_samples=5000 exceeds the \d+ held-out glyphs"
+    ),
+    "eval no radicals": (
+        ["--eval_judge", str(JUDGE), "--eval_dataset", "{tmp}/no-radicals"], r"Evaluation needs .*radical"
+    ),
 }
 
 
@@ -287,6 +338,10 @@ BAD_INPUTS = {
 def test_bad_input_fails_before_training(case, assets, tmp_path):
     extra, message = BAD_INPUTS[case]
     (tmp_path / "a-file").write_text("not a folder")
+    if case == "eval no radicals":
+        from datasets import Dataset, DatasetDict
+
+        DatasetDict({"test": Dataset.from_dict({"image": [b""], "text": ["water"]})}).save_to_disk(str(tmp_path / "no-radicals"))
     out = tmp_path / "out"
     argv = common_args(assets, out, "--max_train_steps", "2") + [a.format(tmp=tmp_path) for a in extra]
     if "--output_dir" in extra:

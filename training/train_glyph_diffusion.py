@@ -23,6 +23,9 @@ they all pass):
 6. Validation grids and the final samples come from `GlyphDiffusionPipeline` itself; at the end the
    (EMA) UNet, the text encoder and tokenizer and a DPM-Solver++ scheduler on the training noise schedule
    are saved as a complete pipeline, plus `training_config.json`.
+7. With `--eval_judge DIR` the saved pipeline is scored like `glyffuser evaluate` (FGD, KID, radical
+   adherence; `glyph_pipeline.metrics`) into `metrics.json`, which `--push_to_hub` puts on the model card.
+   The judge and the held-out split are loaded and checked in step 1, before any training.
 
 Randomness is explicit: the data order of epoch `e` is a permutation seeded by `(seed, e)`; the noise,
 timesteps and condition dropout of a batch come from a generator seeded by
@@ -209,6 +212,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     val.add_argument("--validation_inference_steps", type=int, default=20)
     val.add_argument("--validation_guidance_scale", type=float, default=3.0)
 
+    ev = parser.add_argument_group("evaluation (`glyffuser evaluate` on the final pipeline; numbers go on the model card)")
+    ev.add_argument("--eval_judge", default=None, help="glyph judge folder (`glyffuser train-judge`); enables the evaluation")
+    ev.add_argument("--eval_dataset", default=None, help="dataset with a held-out 'test' split (default: --dataset)")
+    ev.add_argument("--eval_num_samples", type=int, default=256, help="held-out prompts scored (FGD compares equal n)")
+    ev.add_argument("--eval_scheduler", default="dpmsolver++", help="sampler for the evaluation (a --validation_scheduler name)")
+    ev.add_argument("--eval_inference_steps", type=int, default=20)
+    ev.add_argument("--eval_guidance_scale", type=float, default=3.0)
+    ev.add_argument("--eval_probe_samples", type=int, default=8, help="samples per probe prompt ('gold' -> 金 ...; 0: skip)")
+
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", default="glyffuser-model", help="checkpoints, logs, validation grids, final pipeline")
     out.add_argument("--logging_dir", default="logs", help="tracker folder, relative to --output_dir")
@@ -237,7 +249,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_numbers(args: argparse.Namespace) -> None:
     positive = [
         "train_batch_size", "num_train_epochs", "learning_rate", "gradient_accumulation_steps", "num_validation_images",
-        "validation_inference_steps", "text_encoder_batch_size",
+        "validation_inference_steps", "text_encoder_batch_size", "eval_inference_steps",
     ]
     for name in positive:
         if getattr(args, name) <= 0:
@@ -255,6 +267,10 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise TrainingSetupError(f"--snr_gamma must be > 0 (5.0 is the usual choice), got {args.snr_gamma}.")
     if not 0.0 < args.ema_decay < 1.0:
         raise TrainingSetupError(f"--ema_decay must be in (0, 1), got {args.ema_decay}.")
+    if args.eval_probe_samples < 0:
+        raise TrainingSetupError(f"--eval_probe_samples must be >= 0, got {args.eval_probe_samples}.")
+    if args.eval_scheduler not in SCHEDULERS:
+        raise TrainingSetupError(f"Unknown --eval_scheduler {args.eval_scheduler!r}; valid names: {', '.join(SCHEDULERS)}.")
     if args.validation_scheduler not in SCHEDULERS:
         raise TrainingSetupError(
             f"Unknown --validation_scheduler {args.validation_scheduler!r}; valid names: {', '.join(SCHEDULERS)}."
@@ -313,6 +329,46 @@ def resolve_resume(args: argparse.Namespace) -> Path | None:
         f"{', '.join(str(c) for c in candidates)}). Checkpoints in {args.output_dir}: {available}. "
         "Pass one of them, 'latest', or drop the flag to start fresh."
     )
+
+
+def prepare_eval(args: argparse.Namespace):
+    """Judge + held-out data for `--eval_judge`, loaded and checked now: a bad path must not cost a training run."""
+    if not args.eval_judge:
+        return None
+    from glyph_pipeline.metrics import prepare_evaluation
+
+    source = args.eval_dataset or args.dataset
+    try:
+        return prepare_evaluation(args.eval_judge, source, args.eval_num_samples)
+    except Exception as err:  # whatever the judge/dataset loaders raise: all mean "fix the flag"
+        raise TrainingSetupError(
+            f"--eval_judge {args.eval_judge} with dataset {source}: {err} (fix the flag, or drop --eval_judge to train without "
+            "the final evaluation)."
+        ) from err
+
+
+def run_eval(pipe: GlyphDiffusionPipeline, evaluation, args: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
+    """Score the saved pipeline (`glyffuser evaluate`), write `metrics.json`; the model card reads it from there."""
+    from glyph_pipeline.hub import METRICS_FILE
+    from glyph_pipeline.metrics import evaluate_pipeline, format_report, write_json
+
+    judge, splits = evaluation
+    pipe.set_progress_bar_config(disable=True)
+    result = evaluate_pipeline(
+        pipe, judge, splits, num_samples=args.eval_num_samples, num_inference_steps=args.eval_inference_steps,
+        guidance_scale=args.eval_guidance_scale, seed=args.seed, scheduler=args.eval_scheduler,
+        probe_samples=args.eval_probe_samples, log=logger.info,
+    )
+    result["judge"]["path"] = args.eval_judge
+    result["dataset"] = args.eval_dataset or args.dataset
+    held_out_accuracy = result["judge"].get("held_out_accuracy")
+    if held_out_accuracy is None:  # a judge passed as an object carries no saved metrics; read them from its folder
+        from glyph_pipeline.judge import load_judge_metrics
+
+        result["judge"]["held_out_accuracy"] = load_judge_metrics(args.eval_judge).get("held_out_accuracy")
+    write_json(result, output_dir / METRICS_FILE)
+    print(format_report(result), flush=True)
+    return result
 
 
 def load_encoder(name_or_path: str):
@@ -784,6 +840,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     resume_path = resolve_resume(args)
     parts = load_model(args)
     dataset = load_training_data(args)
+    evaluation = prepare_eval(args)
     config = parts["unet"].config if parts["unet"] is not None else parts["unet_config"]
     resolution = args.resolution or config["sample_size"]
     check_resolution(resolution, dict(config))
@@ -1076,6 +1133,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     if main_process:
+        # After the process group is gone: other ranks do not wait at a barrier (and time out) meanwhile.
+        if evaluation is not None:
+            result["metrics"] = run_eval(pipe, evaluation, args, output_dir)
         if hub_repo is not None:
             from glyph_pipeline.hub import HubPushError, push_pipeline_folder
 
