@@ -352,20 +352,14 @@ def run_eval(pipe: GlyphDiffusionPipeline, evaluation, args: argparse.Namespace,
     from glyph_pipeline.hub import METRICS_FILE
     from glyph_pipeline.metrics import evaluate_pipeline, format_report, write_json
 
-    judge, splits = evaluation
+    _, splits = evaluation  # the checked data; the judge goes by path so its saved accuracy is reported too
     pipe.set_progress_bar_config(disable=True)
     result = evaluate_pipeline(
-        pipe, judge, splits, num_samples=args.eval_num_samples, num_inference_steps=args.eval_inference_steps,
+        pipe, args.eval_judge, splits, num_samples=args.eval_num_samples, num_inference_steps=args.eval_inference_steps,
         guidance_scale=args.eval_guidance_scale, seed=args.seed, scheduler=args.eval_scheduler,
         probe_samples=args.eval_probe_samples, log=logger.info,
     )
-    result["judge"]["path"] = args.eval_judge
     result["dataset"] = args.eval_dataset or args.dataset
-    held_out_accuracy = result["judge"].get("held_out_accuracy")
-    if held_out_accuracy is None:  # a judge passed as an object carries no saved metrics; read them from its folder
-        from glyph_pipeline.judge import load_judge_metrics
-
-        result["judge"]["held_out_accuracy"] = load_judge_metrics(args.eval_judge).get("held_out_accuracy")
     write_json(result, output_dir / METRICS_FILE)
     print(format_report(result), flush=True)
     return result
