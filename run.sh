@@ -2,8 +2,10 @@
 # One entry point that does all set-up on a fresh machine, then runs a job.
 #   bash run.sh demo   # the main job, offline: glyph dataset -> tiny model -> samples (a few minutes on CPU)
 #   bash run.sh test   # the test suite
+#   bash run.sh app    # the Gradio page (glyffuser app [--model PATH_OR_REPO] [--port N])
 # Set-up (idempotent): a .venv with a pinned CPU torch installed first (a bare `torch` would pull a
-# multi-GB CUDA build), then this package with its extras; Debian's unicode-data for Unihan if missing.
+# multi-GB CUDA build), then this package with its extras; Debian's unicode-data for Unihan if missing;
+# for the tests, Debian's chromium (the app's browser test).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -32,6 +34,17 @@ setup() {
   fi
 }
 
+# The app's browser test drives Debian's headless Chromium (Playwright is pointed at it; nothing downloads a browser).
+setup_browser() {
+  if [ ! -x "${GLYFFUSER_CHROMIUM:-/usr/bin/chromium}" ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "warning: no /usr/bin/chromium; install Debian's chromium for the browser test (or pytest -m 'not browser')" >&2
+    fi
+  fi
+}
+
 job="${1:-}"
 shift || true
 case "$job" in
@@ -42,14 +55,20 @@ case "$job" in
     ;;
   test)
     setup
+    setup_browser
     "$VENV/bin/ruff" check .
     exec "$PY" -m pytest "$@"
     ;;
+  app)
+    setup
+    exec "$VENV/bin/glyffuser" app "$@"
+    ;;
   setup)
     setup
+    setup_browser
     ;;
   *)
-    echo "usage: bash run.sh {demo|test|setup} [args...]" >&2
+    echo "usage: bash run.sh {demo|test|app|setup} [args...]" >&2
     exit 2
     ;;
 esac

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-judge": ("glyph_pipeline.judge", "Train the radical-classifier CNN used by the glyph metrics"),
     "evaluate": ("glyph_pipeline.metrics", "Fréchet glyph distance, KID and radical adherence of a model"),
     "push": ("glyph_pipeline.hub", "Upload a saved glyph pipeline folder to the Hub (retry a failed push)"),
+    "app": ("glyph_pipeline.app", "A Gradio page to play with a model in the browser (needs the [app] extra)"),
 }
 
 
