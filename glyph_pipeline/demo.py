@@ -1,15 +1,22 @@
-"""`glyffuser demo`: the whole loop offline, in a few minutes on a laptop CPU.
+"""`glyffuser demo`: the article's figures from the shipped model in about a minute, or the whole loop offline.
+
+Default (`glyffuser demo`, what `bash run.sh demo` runs): load the shipped `pretrained/tiny-32` model the
+way a user would, ``DiffusionPipeline.from_pretrained(dir, trust_remote_code=True)`` (its text encoder,
+all-MiniLM-L6-v2, comes from the PyPI package named in the pipeline config), and write the article's
+figures for its prompts ("gold; metal", "water", "tree; wood", ...): a labelled grid, the denoising GIF
+(x_t beside x̂0), the single-step x̂0 for "gold" and a steps grid.
+
+`glyffuser demo --train` runs the whole loop from nothing instead (minutes):
 
 1. Build a 32 px glyph dataset from a spread of CJK Unified Ideographs (Noto Sans CJK SC + Unihan).
 2. Train the `tiny-32` UNet briefly with the offline MiniLM text encoder, by running the real training
    script: ``accelerate launch --config_file training/accelerate_configs/cpu.yaml
    training/train_glyph_diffusion.py ...`` (re-running the demo resumes from its last checkpoint).
-3. Reload the saved model the way a user would, ``DiffusionPipeline.from_pretrained(dir,
-   trust_remote_code=True)``, and sample with DDPM and with DPMSolverSDE (one-line scheduler swaps).
+3. Reload the saved model like a user and sample with DDPM and with DPMSolverSDE (one-line scheduler swaps).
 4. Write a labelled grid: the font's glyph (when the prompt is a real definition), then one row per sampler.
 
-A couple of hundred steps teach a tiny model rough ink placement, not real characters: the demo shows the
-machinery end to end. Train longer (``--steps``) or bigger (see README) for glyph-like results.
+A couple of hundred steps teach a tiny model rough ink placement, not real characters: `--train` shows the
+machinery end to end; the shipped model is what training longer gives (its card says how long).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from pathlib import Path
 
 DEFAULT_OUT = Path("demo-output")
 NOVEL_PROMPTS = ["a robot", "rain on a window"]
+# The article's prompts: each asks for a glyph whose semantic radical the model should draw.
+ARTICLE_PROMPTS = ["gold; metal", "water", "tree; wood", "fire", "speech; words", "woman", "hand", "heart", "grass"]
 
 
 def idle_cores() -> int:
@@ -54,7 +63,15 @@ def find_training_script() -> Path:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: demo-output/)")
-    parser.add_argument("--steps", type=int, default=200, help="training steps (default: 200)")
+    parser.add_argument(
+        "--model", default=None, help="pipeline folder or Hub repo for the figures (default: the shipped pretrained/tiny-32)"
+    )
+    parser.add_argument("--images-per-prompt", type=int, default=4, help="grid rows (default: 4)")
+    parser.add_argument(
+        "--train", action="store_true",
+        help="instead of the shipped model: build a dataset, train a tiny model from scratch and sample it (minutes)",
+    )
+    parser.add_argument("--steps", type=int, default=200, help="--train: training steps (default: 200)")
     parser.add_argument("--num-chars", type=int, default=2000, help="glyphs in the demo dataset (default: 2000)")
     parser.add_argument("--batch-size", type=int, default=16, help="training batch size (default: 16)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="default: 1e-3 (tiny model, short run)")
@@ -197,7 +214,55 @@ def pick_columns(dataset: Path, seed: int) -> list[dict]:
     return columns
 
 
+def article_figures(args: argparse.Namespace) -> int:
+    """The article's figures from a trained model (default: the shipped one), with the pipeline's own sampler."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from . import figures
+    from .pretrained import resolve_model
+
+    t0 = time.perf_counter()
+    out: Path = args.out
+    figures.check_positive("--images-per-prompt", args.images_per_prompt)
+    model = figures.check_model(resolve_model(args.model))
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads or idle_cores())
+    # As a user without our package would: plain diffusers, the folder's own pipeline file as remote code.
+    pipe = DiffusionPipeline.from_pretrained(model, trust_remote_code=True, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    print(f"[1/5] loaded {type(pipe).__name__} from {model} ({time.perf_counter() - t0:.1f}s; "
+          f"text encoder {pipe.config.text_encoder_source or type(pipe.text_encoder).__name__})")
+    t = time.perf_counter()
+    grid = figures.generate_grid(pipe, ARTICLE_PROMPTS, args.images_per_prompt, seed=args.seed, cell_size=96,
+                                 title="glyffuser tiny-32: the article's prompts (columns), one seed per row")
+    written = [figures.save_image(grid, out / "article-grid.png")]
+    print(f"[2/5] grid of {len(ARTICLE_PROMPTS)} prompts x {args.images_per_prompt}: {time.perf_counter() - t:.1f}s")
+    t = time.perf_counter()
+    frames = figures.denoising_frames(pipe, ARTICLE_PROMPTS[0], seed=args.seed, frame_size=192)
+    written.append(figures.save_animation(frames, out / "denoising-gold.gif"))
+    print(f"[3/5] denoising animation (x_t beside x̂0): {time.perf_counter() - t:.1f}s")
+    t = time.perf_counter()
+    written.append(figures.save_image(figures.single_step_grid(pipe, "gold", cell_size=96), out / "single-step-gold.png"))
+    print(f"[4/5] single-step x̂0 for 'gold': {time.perf_counter() - t:.1f}s")
+    t = time.perf_counter()
+    steps = figures.steps_grid(pipe, ARTICLE_PROMPTS[0], (1, 2, 3, 5, 10, 20), ["dpmsolver++", "ddpm"],
+                               seed=args.seed, progress=False)
+    written.append(figures.save_image(steps.image, out / "steps-grid-gold.png"))
+    print(f"[5/5] steps grid (DPM-Solver++ and DDPM at 1-20 steps): {time.perf_counter() - t:.1f}s")
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if not args.train:
+        try:
+            return article_figures(args)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"glyffuser demo: error: {err}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     out: Path = args.out
     if args.steps < 1 or args.num_chars < 16:

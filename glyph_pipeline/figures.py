@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import functools
 import math
 import os
@@ -329,17 +328,14 @@ def check_model(model: str | os.PathLike) -> str:
 def steps_problem(scheduler: Any, num_inference_steps: int) -> tuple[int | None, str | None]:
     """(number of UNet calls, None) if `scheduler` can sample with that many steps, else (None, reason).
 
-    Runs `set_timesteps` on a copy, so nothing is sampled and the pipeline's scheduler is untouched.
+    The pipeline's own pre-flight check (on a copy: nothing is sampled, the scheduler is untouched).
     """
-    from diffusers import PNDMScheduler
-    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
+    from .pipeline_glyph_diffusion import scheduler_dry_run
 
     try:
-        timesteps, _ = retrieve_timesteps(copy.deepcopy(scheduler), num_inference_steps, "cpu")
-    except Exception as err:  # schedulers fail in many ways (PNDM: a numpy broadcast error)
-        hint = " PNDM needs >= 4 steps." if isinstance(scheduler, PNDMScheduler) else ""
-        return None, f"{type(scheduler).__name__} cannot sample with {num_inference_steps} step(s) ({err}).{hint}"
-    return len(timesteps), None
+        return scheduler_dry_run(scheduler, num_inference_steps), None
+    except ValueError as err:
+        return None, str(err)
 
 
 def check_steps(scheduler: Any, num_inference_steps: int) -> int:
@@ -380,14 +376,16 @@ def default_device() -> str:
 
 
 def load_glyph_pipeline(
-    model: str | os.PathLike, scheduler: str | None = None, device: str | None = None
+    model: str | os.PathLike | None = None, scheduler: str | None = None, device: str | None = None
 ) -> GlyphDiffusionPipeline:
-    """Load a saved/pushed glyph pipeline with our installed class (no remote code is run) and pick a sampler."""
+    """Load a saved/pushed glyph pipeline (default: the shipped one) with our installed class (no remote code
+    is run) and pick a sampler."""
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from .pretrained import resolve_model
 
     if scheduler is not None:
         check_scheduler_name(scheduler)
-    source = check_model(model)
+    source = check_model(resolve_model(model))
     try:
         pipe = GlyphDiffusionPipeline.from_pretrained(source)
     except (OSError, ValueError) as err:
@@ -890,7 +888,10 @@ def _flat(groups: Sequence[Sequence[int]] | None) -> list[int] | None:
 def _add_model_args(parser: argparse.ArgumentParser, steps: bool = True, scheduler_nargs: str | None = None) -> None:
     from .schedulers import RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
 
-    parser.add_argument("--model", required=True, help="saved glyph pipeline folder or Hub repo id")
+    parser.add_argument(
+        "--model", default=None,
+        help="saved glyph pipeline folder or Hub repo id (default: the shipped pretrained/tiny-32)",
+    )
     parser.add_argument(
         "--scheduler", default=[RECOMMENDED_SAMPLER] if scheduler_nargs else RECOMMENDED_SAMPLER,
         nargs=scheduler_nargs, metavar="NAME",

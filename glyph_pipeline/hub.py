@@ -414,10 +414,12 @@ def pipeline_facts(folder: str | os.PathLike, training_config: Mapping[str, Any]
         notes.append(f"thresholding at {sched.get('sample_max_value', 1.0)}")
     if sched.get("timestep_spacing"):
         notes.append(f"{sched['timestep_spacing']} timesteps")
-    noise = (
-        f"{sched.get('num_train_timesteps', '?')} steps, {sched.get('beta_schedule', '?')} betas "
-        f"{sched.get('beta_start', '?')} → {sched.get('beta_end', '?')}, {sched.get('prediction_type', 'epsilon')} prediction"
-    )
+    betas = sched.get("beta_schedule", "?")
+    if betas == "squaredcos_cap_v2":  # the cosine schedule ignores beta_start/beta_end
+        betas = "cosine (squaredcos_cap_v2) betas"
+    else:
+        betas = f"{betas} betas {sched.get('beta_start', '?')} → {sched.get('beta_end', '?')}"
+    noise = f"{sched.get('num_train_timesteps', '?')} steps, {betas}, {sched.get('prediction_type', 'epsilon')} prediction"
     resolution = (tc.get("dataset") or {}).get("resolution") or unet.get("sample_size") or "?"
     blocks = unet.get("block_out_channels")
     return {
@@ -539,8 +541,32 @@ _METRIC_ALIASES = {"frechet_glyph_distance": "fgd", "radical_adherence": "adhere
 _METRIC_SKIP = {
     "kid_std", "real_floor", "base_rate", "base_radical", "base_character", "judge_accuracy_real",
     "probe_base_rate", "probe_samples", "probes", "seconds", "judge", "model", "dataset", "sampler",
-    "image_size", "resized_to_judge", "num_generated", "num_real",
+    "image_size", "resized_to_judge", "num_generated", "num_real", "ink", "train_prompts", "sensitivity",
 }  # fmt: skip
+
+
+def _text_and_ink_rows(m: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Rows that expose a prompt-blind model or wrong paper: train-prompt adherence, sensitivity, ink."""
+    rows = []
+    train = m.get("train_prompts") if isinstance(m.get("train_prompts"), Mapping) else {}
+    if isinstance(train.get("adherence"), (int, float)):
+        note = f"higher is better; definitions of {train.get('num', '?')} training characters"
+        if isinstance(train.get("base_rate"), (int, float)):
+            note += f"; prompt-blind base rate {_num(train['base_rate'])}"
+        rows.append(("Train-prompt adherence", _num(train["adherence"]), _cell(note)))
+    sens = m.get("sensitivity") if isinstance(m.get("sensitivity"), Mapping) else {}
+    if isinstance(sens.get("prompt_sensitivity"), (int, float)):
+        rows.append((
+            "Prompt sensitivity", _num(sens["prompt_sensitivity"]),
+            "change when only the prompt changes / when only the seed changes; ≈ 0: the text is ignored",
+        ))
+    ink = m.get("ink") if isinstance(m.get("ink"), Mapping) else {}
+    gen, real = ink.get("generated") or {}, ink.get("real") or {}
+    for key, name in (("mean_pixel", "Mean pixel (white = 1)"), ("ink_fraction", "Ink fraction")):
+        if isinstance(gen.get(key), (int, float)):
+            note = f"real glyphs {_num(real[key])}" if isinstance(real.get(key), (int, float)) else ""
+            rows.append((name, _num(gen[key]), note))
+    return rows
 
 
 def _metric_rows(metrics: Mapping[str, Any] | None) -> tuple[list[tuple[str, str, str]], str | None]:
@@ -566,6 +592,7 @@ def _metric_rows(metrics: Mapping[str, Any] | None) -> tuple[list[tuple[str, str
         if key == "probe_adherence" and isinstance(m.get("probe_base_rate"), (int, float)):
             extra.append(f"prompt-blind base rate {_num(m['probe_base_rate'])}")
         rows.append((name, text, _cell("; ".join([note, *extra]))))
+    rows.extend(_text_and_ink_rows(m))
     for key, value in m.items():
         if key in _METRICS or key in _METRIC_SKIP or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue

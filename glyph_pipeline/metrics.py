@@ -68,6 +68,8 @@ PROBES: dict[str, int] = {
 PROBE_CHARACTERS = {167: "金", 85: "水", 75: "木", 86: "火", 149: "言", 38: "女", 64: "手", 61: "心", 140: "艸"}
 PROBE_SEED_OFFSET = 1_000_000  # probe images use seeds disjoint from the held-out prompts' seeds
 DEFAULT_NUM_SAMPLES = 256
+SENSITIVITY_SEED_OFFSET = 2_000_000  # seeds of the prompt-sensitivity grid
+TRAIN_PROMPT_SEED_OFFSET = 3_000_000  # seeds of the train-prompt samples
 KID_FULL_KERNEL_MAX = 4096  # up to this many samples per set, KID precomputes the full kernel matrices
 
 
@@ -100,11 +102,18 @@ def sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr((Σ1 Σ2)^½) = tr((Σ1^½ Σ2 Σ1^½)^½), the symmetric form: its eigenvalues are real and >= 0."""
-    root1 = sqrtm_psd(sigma1)
-    inner = root1 @ np.asarray(sigma2, dtype=np.float64) @ root1
-    values = np.linalg.eigvalsh((inner + inner.T) / 2)
-    return float(np.sqrt(np.clip(values, 0.0, None)).sum())
+    """tr((Σ1 Σ2)^½) for PSD Σ1, Σ2, symmetric in its arguments by construction.
+
+    tr((Σ1 Σ2)^½) is the nuclear norm (sum of singular values) of Σ1^½ Σ2^½; swapping the arguments
+    transposes that product, which has the same singular values. With singular covariances (fewer samples
+    than feature dimensions) each one-sided evaluation carries rounding of order √eps from the clamped
+    eigenvalues, and which way it falls depends on the machine's BLAS kernels; averaging both orders makes
+    the result bit-for-bit symmetric on every machine (float addition commutes).
+    """
+    root1, root2 = sqrtm_psd(sigma1), sqrtm_psd(sigma2)
+    forward = np.linalg.svd(root1 @ root2, compute_uv=False).sum()
+    backward = np.linalg.svd(root2 @ root1, compute_uv=False).sum()
+    return float((forward + backward) / 2)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -224,6 +233,43 @@ def majority_rate(radicals: Sequence[int]) -> tuple[int, float]:
     """(most common radical, its share): the adherence ceiling of a model that ignores the prompt."""
     radical, count = Counter(int(r) for r in radicals).most_common(1)[0]
     return radical, count / len(radicals)
+
+
+def ink_statistics(images: Any) -> dict[str, float]:
+    """Mean pixel and ink fraction (share of pixels darker than mid-grey) of images in [0, 1], white = 1.
+
+    The first thing to compare with the real glyphs: a model whose first sampling steps fix a wrong
+    global brightness (ε-prediction at high noise) draws grey or dark paper, whatever its strokes.
+    """
+    x = torch.as_tensor(images).float()
+    return {"mean_pixel": float(x.mean()), "ink_fraction": float((x < 0.5).float().mean())}
+
+
+def prompt_sensitivity(images: torch.Tensor, num_prompts: int, num_seeds: int) -> dict[str, float]:
+    """How much samples change with the prompt, relative to how much they change with the seed.
+
+    `images` are (num_prompts * num_seeds, 1, H, W), prompt-major, seed j of every prompt sharing one
+    noise. Mean |Δpixel| over pairs that differ only in the prompt, divided by the same over pairs that
+    differ only in the seed: ≈ 0 when the text is ignored, ≈ 1 when the prompt matters as much as the noise.
+    """
+    x = torch.as_tensor(images).float().reshape(num_prompts, num_seeds, -1)
+    if num_prompts < 2 or num_seeds < 2:
+        raise GlyphMetricsError(f"Prompt sensitivity needs >= 2 prompts and >= 2 seeds, got {num_prompts} and {num_seeds}.")
+
+    def mean_pair_distance(groups: torch.Tensor) -> float:  # groups: (g, k, d): pairs within each group
+        d = (groups[:, :, None, :] - groups[:, None, :, :]).abs().mean(-1)
+        k = groups.shape[1]
+        return float(d.sum() / (groups.shape[0] * k * (k - 1)))
+
+    across_prompts = mean_pair_distance(x.transpose(0, 1))  # same seed, different prompts
+    across_seeds = mean_pair_distance(x)  # same prompt, different seeds
+    return {
+        "prompt_sensitivity": across_prompts / across_seeds if across_seeds > 0 else float("nan"),
+        "delta_prompt": across_prompts,
+        "delta_seed": across_seeds,
+        "num_prompts": num_prompts,
+        "num_seeds": num_seeds,
+    }
 
 
 def glyph_scores(
@@ -389,6 +435,9 @@ def evaluate_pipeline(
     kid_subsets: int = 100,
     kid_subset_size: int | None = None,
     log: Callable[[str], None] | None = None,
+    train_prompt_samples: int | None = None,
+    sensitivity_prompts: int = 16,
+    sensitivity_seeds: int = 4,
 ) -> dict[str, Any]:
     """Score a glyph pipeline against held-out real glyphs with the radical judge.
 
@@ -398,6 +447,12 @@ def evaluate_pipeline(
     the same real set. `scheduler` (a `glyph_pipeline.schedulers.SCHEDULERS` name) swaps the sampler for
     this call only. Generated images are resized to the judge's resolution if they differ (area averaging
     down, bilinear up). Returns a JSON-ready dict; `format_report(result)` renders it as a table.
+
+    Three checks catch a model that draws well but ignores the text, or draws on the wrong paper: the
+    samples' mean pixel / ink fraction next to the real glyphs'; *train-prompt adherence* (definitions of
+    `train_prompt_samples` training characters, default `num_samples`; 0 skips) — a model that learned
+    the text at all gets those right before held-out ones; and *prompt sensitivity* on a grid of
+    `sensitivity_prompts` held-out definitions x `sensitivity_seeds` shared seeds (0 skips).
     """
     from .schedulers import sampling_scheduler
 
@@ -436,6 +491,29 @@ def evaluate_pipeline(
             probe_images = generate_glyphs(
                 pipe, probe_prompts, num_inference_steps, guidance_scale, batch_size=batch_size, seeds=probe_seeds
             )
+        train_images = train_targets = None
+        n_train = num_samples if train_prompt_samples is None else train_prompt_samples
+        if n_train and reference_split and reference_split in splits:
+            train_ds = splits[reference_split]
+            pick = np.sort(np.random.default_rng(2).permutation(len(train_ds))[: min(n_train, len(train_ds))])
+            train_rows = decode_split(train_ds.select(pick.tolist()), size)
+            train_targets = train_rows.radicals
+            if log:
+                log(f"sampling {len(pick)} training-set prompts (train-prompt adherence)")
+            train_images = generate_glyphs(
+                pipe, train_rows.texts, num_inference_steps, guidance_scale, batch_size=batch_size,
+                seeds=[seed + TRAIN_PROMPT_SEED_OFFSET + i for i in range(len(pick))],
+            )
+        sensitivity_images = None
+        n_sens = min(sensitivity_prompts, len(prompts))
+        if n_sens >= 2 and sensitivity_seeds >= 2:
+            if log:
+                log(f"sampling {n_sens} prompts x {sensitivity_seeds} shared seeds (prompt sensitivity)")
+            sensitivity_images = generate_glyphs(
+                pipe, [p for p in prompts[:n_sens] for _ in range(sensitivity_seeds)], num_inference_steps,
+                guidance_scale, batch_size=batch_size,
+                seeds=[seed + SENSITIVITY_SEED_OFFSET + j for _ in range(n_sens) for j in range(sensitivity_seeds)],
+            )
     finally:
         pipe.scheduler = original_scheduler
 
@@ -457,6 +535,18 @@ def evaluate_pipeline(
         **scores,
     }
     result["base_character"] = radical_symbol(result["base_radical"])
+    result["ink"] = {"generated": ink_statistics(generated), "real": ink_statistics(real_images)}
+    if train_images is not None:
+        _, train_pred = judge_readings(judge, train_images)
+        radical, rate = majority_rate(train_targets)
+        result["train_prompts"] = {
+            "num": len(train_targets),
+            "adherence": radical_adherence(train_pred, train_targets),
+            "base_rate": rate,
+            "base_radical": radical,
+        }
+    if sensitivity_images is not None:
+        result["sensitivity"] = prompt_sensitivity(sensitivity_images, n_sens, sensitivity_seeds)
 
     if reference_split and reference_split in splits:
         ref_ds = splits[reference_split]
@@ -539,6 +629,23 @@ def format_report(result: dict[str, Any]) -> str:
     lines.append(
         f"{'distinct radicals read':<28}{result['distinct_radicals_generated']:>14}{result['distinct_radicals_real']:>16}"
     )
+    if "ink" in result:
+        gen, real = result["ink"]["generated"], result["ink"]["real"]
+        lines.append(f"{'mean pixel (white = 1)':<28}{fmt(gen['mean_pixel']):>14}{fmt(real['mean_pixel']):>16}   (real: held-out glyphs)")
+        lines.append(f"{'ink fraction':<28}{fmt(gen['ink_fraction']):>14}{fmt(real['ink_fraction']):>16}")
+    if "train_prompts" in result:
+        t = result["train_prompts"]
+        lines.append(
+            f"{'train-prompt adherence':<28}{fmt(t['adherence']):>14}{'':>16}   "
+            f"n = {t['num']} training definitions; prompt-blind base rate {t['base_rate']:.3f}"
+        )
+    if "sensitivity" in result:
+        v = result["sensitivity"]
+        lines.append(
+            f"{'prompt sensitivity':<28}{fmt(v['prompt_sensitivity']):>14}{'':>16}   "
+            f"|Δpixel| prompt-only {v['delta_prompt']:.3f} / seed-only {v['delta_seed']:.3f} "
+            f"({v['num_prompts']} prompts x {v['num_seeds']} seeds; ≈ 0: the text is ignored)"
+        )
     if "probes" in result:
         lines.append("")
         lines.append(
@@ -593,6 +700,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--probe-samples", type=int, default=8, help="samples per probe prompt (0: skip probes)")
     parser.add_argument("--kid-subsets", type=int, default=100)
+    parser.add_argument(
+        "--train-prompt-samples", type=int, default=None,
+        help="training-set definitions sampled for train-prompt adherence (default: --num-samples; 0: skip)",
+    )
+    parser.add_argument("--sensitivity-prompts", type=int, default=16, help="prompts of the sensitivity grid (0: skip)")
+    parser.add_argument("--sensitivity-seeds", type=int, default=4, help="shared seeds of the sensitivity grid")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy shared CPU)"
@@ -621,6 +734,9 @@ def run(args: argparse.Namespace) -> int:
             probe_samples=args.probe_samples,
             kid_subsets=args.kid_subsets,
             log=lambda msg: print(msg, file=sys.stderr),
+            train_prompt_samples=args.train_prompt_samples,
+            sensitivity_prompts=args.sensitivity_prompts,
+            sensitivity_seeds=args.sensitivity_seeds,
         )
         saved = load_judge_metrics(args.judge)
         result["judge"].update(path=str(args.judge), held_out_accuracy=saved.get("held_out_accuracy"))

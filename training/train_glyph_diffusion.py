@@ -79,6 +79,7 @@ from glyph_pipeline.text_encoders import (
     OFFLINE_TEXT_ENCODER,
     hidden_size,
     load_text_encoder,
+    resolve_text_encoder,
 )
 
 logger = get_logger(__name__, log_level="INFO")
@@ -158,10 +159,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     diffusion.add_argument("--num_train_timesteps", type=int, default=None, help="default: 1000")
     diffusion.add_argument(
         "--beta_schedule", default=None, choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
-        help="default: linear (as the original)",
+        help="default: squaredcos_cap_v2 (cosine, terminal SNR ~ 0; the original used linear)",
     )
     diffusion.add_argument(
-        "--prediction_type", default=None, choices=["epsilon", "v_prediction"], help="default: epsilon"
+        "--prediction_type", default=None, choices=["epsilon", "v_prediction"],
+        help="default: v_prediction (the original's epsilon draws grey paper: see glyph_pipeline.schedulers)"
     )
     diffusion.add_argument(
         "--snr_gamma", type=float, default=None,
@@ -410,13 +412,20 @@ def load_model(args: argparse.Namespace) -> dict[str, Any]:
             tokenizer, text_encoder = pipe.tokenizer, pipe.text_encoder.eval().requires_grad_(False)
         max_len = args.max_text_length or pipe.config.max_sequence_length
         source = f"pretrained:{args.pretrained_model_name_or_path}"
+        encoder_source = (
+            encoder_source_name(args.text_encoder_name_or_path) if args.text_encoder_name_or_path
+            else pipe.config.get("text_encoder_source")
+        )
         expected = unet.config.encoder_hid_dim or unet.config.cross_attention_dim
         if hidden_size(text_encoder) != expected:
             raise TrainingSetupError(
                 f"The text encoder's hidden size {hidden_size(text_encoder)} does not match the pretrained UNet's "
                 f"text width {expected}; fine-tune with the pipeline's own encoder (drop --text_encoder_name_or_path)."
             )
-        return dict(unet=unet, tokenizer=tokenizer, text_encoder=text_encoder, schedule=schedule, max_len=max_len, source=source)
+        return dict(
+            unet=unet, tokenizer=tokenizer, text_encoder=text_encoder, schedule=schedule, max_len=max_len, source=source,
+            text_encoder_source=encoder_source,
+        )
 
     if args.unet_preset not in PRESETS:
         raise TrainingSetupError(
@@ -449,7 +458,14 @@ def load_model(args: argparse.Namespace) -> dict[str, Any]:
     return dict(
         unet=None, unet_config=config, tokenizer=tokenizer, text_encoder=text_encoder, schedule=schedule,
         max_len=args.max_text_length or 32, source=f"preset:{args.unet_preset}" + (f"+{args.unet_config}" if args.unet_config else ""),
+        text_encoder_source=encoder_source_name(args.text_encoder_name_or_path or DEFAULT_TEXT_ENCODER),
     )
+
+
+def encoder_source_name(name_or_path: str) -> str | None:
+    """The encoder's loadable name for the saved pipeline (`text_encoder_source`); None for a local folder."""
+    name = resolve_text_encoder(name_or_path)
+    return None if os.path.exists(name) else name
 
 
 def build_unet(config: dict[str, Any]) -> UNet2DConditionModel:
@@ -741,6 +757,7 @@ def build_pipeline(unet, parts: dict[str, Any], scheduler_name: str) -> GlyphDif
         text_encoder=parts["text_encoder"],
         tokenizer=parts["tokenizer"],
         max_sequence_length=parts["max_len"],
+        text_encoder_source=parts.get("text_encoder_source"),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -1010,7 +1027,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 noisy = noise_scheduler.add_noise(x0, noise, timesteps)
                 target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, timesteps)
-                pred = unet(noisy, timesteps, encoder_hidden_states=text, encoder_attention_mask=mask, return_dict=False)[0]
+                text_inputs = GlyphDiffusionPipeline.unet_text_inputs(config, text, mask)
+                pred = unet(noisy, timesteps, **text_inputs, return_dict=False)[0]
                 loss = diffusion_loss(pred, target, timesteps, noise_scheduler, prediction_type, args.snr_gamma)
 
                 mean_loss = accelerator.gather(loss.detach().reshape(1)).mean()
