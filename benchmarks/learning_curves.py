@@ -55,7 +55,7 @@ ARMS: dict[str, dict] = {
     # (c') the same without min-SNR: plain v-loss keeps the weight of the high-noise steps that fix a layout.
     "pooled-nosnr": dict(flags=["--learning_rate", "5e-4", "--use_ema"], unet=POOLED_TEXT),
 }
-PIPELINE_ENTRIES = ("model_index.json", "unet", "scheduler", "text_encoder", "tokenizer", "pipeline_glyph_diffusion.py",
+PIPELINE_ENTRIES = ("model_index.json", "unet", "scheduler", "text_encoder", "tokenizer", "pipeline_glyph_diffusion.py", "validation",
                     "training_config.json")  # fmt: skip
 
 
@@ -130,10 +130,12 @@ def collect(out: Path) -> dict[str, list[dict]]:
                 continue
             m = json.loads((stage / "metrics.json").read_text())
             tc = json.loads((stage / "training_config.json").read_text())
-            # Each stage may have run with another thread count: CPU time adds up stage by stage.
+            # Each stage may have run with another thread count: CPU time adds up stage by stage (the
+            # training script records it as thread_seconds; older records only have train_seconds).
             threads = int(tc.get("hardware", {}).get("torch_threads") or 1)
             cpu_seconds += (tc["train_seconds"] - seconds_before) * threads
             seconds_before = tc["train_seconds"]
+            cpu_seconds = tc.get("thread_seconds", cpu_seconds)
             points.append({
                 "steps": tc["steps"], "samples": tc["samples_seen"], "epochs": tc["epochs"],
                 "cpu_minutes": cpu_seconds / 60, "fgd": m["fgd"], "fgd_floor": m["real_floor"]["fgd"],

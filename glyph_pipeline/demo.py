@@ -235,7 +235,7 @@ def article_figures(args: argparse.Namespace) -> int:
           f"text encoder {pipe.config.text_encoder_source or type(pipe.text_encoder).__name__})")
     t = time.perf_counter()
     grid = figures.generate_grid(pipe, ARTICLE_PROMPTS, args.images_per_prompt, seed=args.seed, cell_size=96,
-                                 title="glyffuser tiny-32: the article's prompts (columns), one seed per row")
+                                 title="glyffuser tiny-32: the article's prompts (rows), one seed per column")
     written = [figures.save_image(grid, out / "article-grid.png")]
     print(f"[2/5] grid of {len(ARTICLE_PROMPTS)} prompts x {args.images_per_prompt}: {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()

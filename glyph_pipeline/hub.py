@@ -387,6 +387,16 @@ def _cell(value: Any) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
+def _noise_text(schedule: Mapping[str, Any]) -> str:
+    """'1000 timesteps, linear betas 0.0001 → 0.02' / '1000 timesteps, cosine betas' (cosine ignores beta_start/end)."""
+    betas = schedule.get("beta_schedule", "?")
+    if betas == "squaredcos_cap_v2":
+        betas = "cosine (squaredcos_cap_v2) betas"
+    else:
+        betas = f"{betas} betas {schedule.get('beta_start', '?')} → {schedule.get('beta_end', '?')}"
+    return f"{schedule.get('num_train_timesteps', '?')} timesteps, {betas}"
+
+
 def pipeline_facts(folder: str | os.PathLike, training_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the card says about the model, read from the saved files (configs and safetensors headers)."""
     root = Path(folder)
@@ -399,7 +409,7 @@ def pipeline_facts(folder: str | os.PathLike, training_config: Mapping[str, Any]
     pipeline_class = name[1] if isinstance(name, list) else name or "GlyphDiffusionPipeline"
 
     te_tc = tc.get("text_encoder") or {}
-    te_id = _hub_id(te_tc.get("name_or_path")) or _hub_id(enc.get("_name_or_path"))
+    te_id = _hub_id(index.get("text_encoder_source")) or _hub_id(te_tc.get("name_or_path")) or _hub_id(enc.get("_name_or_path"))
     # The saved files describe the published weights; the training record only adds the encoder's name.
     te_class = (enc.get("architectures") or [None])[0] or (index.get("text_encoder") or [None, None])[1] or te_tc.get("class")
     hidden = enc.get("d_model") or enc.get("hidden_size") or te_tc.get("hidden_size")
@@ -414,12 +424,7 @@ def pipeline_facts(folder: str | os.PathLike, training_config: Mapping[str, Any]
         notes.append(f"thresholding at {sched.get('sample_max_value', 1.0)}")
     if sched.get("timestep_spacing"):
         notes.append(f"{sched['timestep_spacing']} timesteps")
-    betas = sched.get("beta_schedule", "?")
-    if betas == "squaredcos_cap_v2":  # the cosine schedule ignores beta_start/beta_end
-        betas = "cosine (squaredcos_cap_v2) betas"
-    else:
-        betas = f"{betas} betas {sched.get('beta_start', '?')} → {sched.get('beta_end', '?')}"
-    noise = f"{sched.get('num_train_timesteps', '?')} steps, {betas}, {sched.get('prediction_type', 'epsilon')} prediction"
+    noise = f"{_noise_text(sched)}, {sched.get('prediction_type', 'epsilon')} prediction"
     resolution = (tc.get("dataset") or {}).get("resolution") or unet.get("sample_size") or "?"
     blocks = unet.get("block_out_channels")
     return {
@@ -482,11 +487,7 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
             f"ε {args.get('adam_epsilon')}), gradient clipping {args.get('max_grad_norm') or 'off'}",
         )
     if noise:
-        add(
-            "Noise schedule",
-            f"DDPM, {noise.get('num_train_timesteps')} timesteps, {noise.get('beta_schedule')} betas "
-            f"{noise.get('beta_start')} → {noise.get('beta_end')}",
-        )
+        add("Noise schedule", f"DDPM, {_noise_text(noise)}")
         prediction = noise.get("prediction_type")
         if args.get("snr_gamma"):
             prediction = f"{prediction}, min-SNR weighting γ = {args['snr_gamma']}"
@@ -514,7 +515,14 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
             f"{_processes(tc.get('world_size', hw.get('num_processes', 1)))} on {device}"
             + (f" ({kind})" if kind and kind != "NO" else ""),
         )
-    add("Wall time", _duration(tc.get("wall_time_seconds")))
+    if tc.get("train_seconds"):
+        compute = _duration(tc["train_seconds"]) + " of training"
+        if tc.get("thread_seconds"):
+            compute += f" ({tc['thread_seconds'] / 3600:.2f} CPU-thread-hours)" if not hw.get("gpu") else ""
+        if tc.get("resumed_from"):
+            compute += ", over resumed runs"
+        add("Training compute", compute)
+    add("Wall time" + (" (last run)" if tc.get("resumed_from") else ""), _duration(tc.get("wall_time_seconds")))
     if tc.get("samples_per_second"):
         add("Throughput", f"{tc['samples_per_second']:.1f} samples/s")
     if isinstance(tc.get("final_loss"), (int, float)):
@@ -694,6 +702,7 @@ def make_model_card(
         sample_grid=sample_grid,
         sample_caption=sample_caption or _sample_caption(tc, facts),
         training_rows=_training_rows(tc, facts) if tc else [],
+        training_command=tc.get("command") if isinstance(tc.get("command"), str) else None,
         metric_rows=metric_rows,
         metrics_note=metrics_note,
         dataset_label=f"[`{dataset_id}`]({_endpoint()}/datasets/{dataset_id})" if dataset_id else None,

@@ -8,6 +8,7 @@ without `pretrained/`) has no shipped model: `shipped_model()` then says how to 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,3 +50,75 @@ def load_shipped_pipeline(dtype=None) -> GlyphDiffusionPipeline:
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
     return GlyphDiffusionPipeline.from_pretrained(shipped_model(), torch_dtype=dtype or torch.float32)
+
+
+def export_slim(
+    source: str | os.PathLike, dest: str | os.PathLike, repo_id: str = "glyffuser/tiny-32", text_encoder_source: str | None = None
+) -> Path:
+    """Write `source` (a trained pipeline folder) to `dest` as a shipped model: UNet in fp16 safetensors, no
+    text encoder (loaded by name from `text_encoder_source`), plus its training record, metrics and card.
+
+    The card is our model card (`glyph_pipeline.hub.make_model_card`) with the samples grid of the run.
+    """
+    import shutil
+
+    import torch
+
+    from .hub import SAMPLES_FILE, make_model_card
+    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+
+    src, out = Path(source), Path(dest)
+    pipe = GlyphDiffusionPipeline.from_pretrained(src)
+    if text_encoder_source:  # e.g. a folder trained before pipelines recorded their encoder's name
+        from .text_encoders import resolve_text_encoder
+
+        pipe.register_to_config(text_encoder_source=resolve_text_encoder(text_encoder_source))
+    if not pipe.config.text_encoder_source:
+        raise ValueError(
+            f"{src} does not name its text encoder (text_encoder_source); a slim copy could not load it. "
+            "Train with --text_encoder_name_or_path minilm or a Hub id."
+        )
+    pipe.register_to_config(_name_or_path=repo_id)  # not the local folder it was trained in
+    pipe.unet.to(torch.float16)
+    pipe.save_pretrained(out, include_text_encoder=False)
+    for name in ("training_config.json", "metrics.json"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, out / name)
+    grid = src / "validation" / "final.png"
+    if grid.is_file():
+        shutil.copy2(grid, out / SAMPLES_FILE)
+    records = {n: json.loads((out / f"{n}.json").read_text()) for n in ("training_config", "metrics")
+               if (out / f"{n}.json").is_file()}  # fmt: skip
+    card = make_model_card(
+        out, repo_id, records.get("training_config"), records.get("metrics"),
+        sample_grid=SAMPLES_FILE if (out / SAMPLES_FILE).is_file() else None,
+    )
+    tmp = out / ".README.md.tmp"
+    tmp.write_text(str(card), encoding="utf-8")
+    os.replace(tmp, out / "README.md")
+    return out
+
+
+def configure_parser(parser) -> None:
+    """Flags of ``glyffuser export``."""
+    parser.add_argument("source", type=Path, help="trained pipeline folder (the training script's --output_dir)")
+    parser.add_argument("--out", type=Path, default=SHIPPED_MODEL, help=f"default: {SHIPPED_MODEL}")
+    parser.add_argument("--repo-id", default="glyffuser/tiny-32", help="repo id used in the card's snippets")
+    parser.add_argument(
+        "--text-encoder-source", default=None,
+        help="name the encoder loads from (e.g. minilm); default: the pipeline's own text_encoder_source",
+    )
+
+
+def run(args) -> int:
+    """Entry point of ``glyffuser export``."""
+    import sys
+
+    try:
+        out = export_slim(args.source, args.out, args.repo_id, args.text_encoder_source)
+    except (OSError, ValueError) as err:
+        print(f"glyffuser export: error: {err}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"wrote {out} ({size / 1e6:.1f} MB)")
+    return 0

@@ -268,7 +268,7 @@ def test_validate_request_accepts_lines_and_names_the_fix_for_bad_input():
         "Steps must be at least 1, got 0": dict(steps=0),
         "Steps must be at most 1000": dict(steps=5000),
         "Steps must be a whole number": dict(steps=2.5),
-        "PNDM needs >= 4 steps. Use more steps or another sampler.": dict(sampler="pndm", steps=2),
+        "PNDMScheduler cannot sample with 2 inference step(s)": dict(sampler="pndm", steps=2),
         "Unknown sampler 'dall-e'": dict(sampler="dall-e"),
         "Guidance 1000 is outside the useful range 0 to 30": dict(guidance=1000),
         "Guidance nan is outside": dict(guidance=float("nan")),

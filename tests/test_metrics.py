@@ -168,7 +168,8 @@ def test_fgd_identical_sets_is_zero_and_symmetric(features):
     # singular (fewer samples than feature dimensions), and the square root of an eigenvalue that rounding
     # left at ±eps·λmax is ±√eps·√λmax. So the two orders may differ by up to d·√eps of the trace (the
     # order of the 1.2e-6 seen on one machine); the symmetric value must sit within that of each.
-    from glyph_pipeline.metrics import feature_statistics, sqrtm_psd as root
+    from glyph_pipeline.metrics import feature_statistics
+    from glyph_pipeline.metrics import sqrtm_psd as root
 
     (_, s1), (_, s2) = feature_statistics(f["test"]), feature_statistics(f["train"])
     bound = s1.shape[0] * np.sqrt(np.finfo(np.float64).eps) * (np.trace(s1) + np.trace(s2))

@@ -168,9 +168,11 @@ def test_accelerate_launch_end_to_end(e2e_run):
 @pytest.mark.slow
 def test_loss_clearly_decreases(e2e_run):
     # Measured (tiny 32 px UNet, batch 8, lr 1e-3, seed 0, one thread: deterministic): mean of the first 10
-    # step losses 0.547, of the last 10 (steps 21-30) 0.202, ratio 0.37.
+    # step losses 0.716, of the last 10 (steps 21-30) 0.517, ratio 0.72 with the default v-prediction
+    # (ε-prediction fell faster, 0.547 -> 0.202: its loss is dominated by easy low-noise steps). A run whose
+    # updates did nothing stays at ratio ~1.
     record = json.loads((e2e_run.out / "training_config.json").read_text())
-    assert record["final_loss"] < 0.6 * record["initial_loss"], record
+    assert record["final_loss"] < 0.85 * record["initial_loss"], record
 
 
 # ----------------------------------------------------------------------------------------------- evaluation

@@ -45,6 +45,7 @@ import logging
 import math
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -243,6 +244,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--debug_weight_hashes", action="store_true", help=argparse.SUPPRESS)
 
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # for the run record's command (token removed)
     if args.validation_prompts is None:
         args.validation_prompts = list(DEFAULT_VALIDATION_PROMPTS)
     return args
@@ -646,6 +648,7 @@ class TrainingProgress:
         self.first_losses: list[float] = []
         self.recent_losses: deque[float] = deque(maxlen=10)
         self.train_seconds = 0.0
+        self.thread_seconds = 0.0  # train_seconds x torch threads, summed over resumed runs (CPU compute)
         self.samples_seen = 0
         self.world_size = 1
         self.global_batch = 0
@@ -660,6 +663,7 @@ class TrainingProgress:
         return {
             "global_step": self.global_step, "first_losses": list(self.first_losses),
             "recent_losses": list(self.recent_losses), "train_seconds": self.train_seconds,
+            "thread_seconds": self.thread_seconds,
             "samples_seen": self.samples_seen, "world_size": self.world_size, "global_batch": self.global_batch,
         }
 
@@ -668,6 +672,8 @@ class TrainingProgress:
         self.first_losses = list(state["first_losses"])
         self.recent_losses = deque(state["recent_losses"], maxlen=10)
         self.train_seconds = float(state["train_seconds"])
+        # Checkpoints from before this field: count their time at the current thread count.
+        self.thread_seconds = float(state.get("thread_seconds", self.train_seconds * torch.get_num_threads()))
         self.samples_seen = int(state["samples_seen"])
         self.world_size = int(state.get("world_size", 1))
         self.global_batch = int(state.get("global_batch", 0))
@@ -1003,11 +1009,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     step_loss = 0.0
     last_checkpoint = resume_path
     # Throughput counts training only: time spent on checkpoints and validation is excluded.
-    base_seconds, base_samples = progress.train_seconds, progress.samples_seen
+    base_seconds, base_samples, base_threads = progress.train_seconds, progress.samples_seen, progress.thread_seconds
     t_train0, t_excluded, samples_this_run = time.perf_counter(), 0.0, 0
 
     def update_clock() -> None:
-        progress.train_seconds = base_seconds + time.perf_counter() - t_train0 - t_excluded
+        elapsed = time.perf_counter() - t_train0 - t_excluded
+        progress.train_seconds = base_seconds + elapsed
+        progress.thread_seconds = base_threads + elapsed * torch.get_num_threads()
         progress.samples_seen = base_samples + samples_this_run
     for epoch in range(first_epoch, num_epochs):
         if global_step >= max_train_steps:
@@ -1104,7 +1112,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         first = float(np.mean(progress.first_losses)) if progress.first_losses else None
         final = float(np.mean(progress.recent_losses)) if progress.recent_losses else None
         result = {
-            "args": {k: v for k, v in vars(args).items() if "token" not in k and not k.startswith("debug_")},
+            "command": command_line(args._argv),
+            "args": {k: v for k, v in vars(args).items() if "token" not in k and not k.startswith(("debug_", "_"))},
             "preset": args.unet_preset if not args.pretrained_model_name_or_path else None,
             "model_source": parts["source"],
             "unet_config": {k: v for k, v in dict(pipe.unet.config).items() if not k.startswith("_")},
@@ -1129,6 +1138,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "epochs": global_step / steps_per_epoch,
             "samples_seen": progress.samples_seen,
             "train_seconds": progress.train_seconds,
+            "thread_seconds": progress.thread_seconds,
             "samples_per_second": progress.samples_seen / progress.train_seconds if progress.train_seconds else None,
             "wall_time_seconds": wall,
             "text_embedding_seconds": t_embed,
@@ -1162,6 +1172,21 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 logger.error(str(err))
                 result["hub_push_error"] = err.reason
     return result
+
+
+def command_line(argv: list[str]) -> str:
+    """The launch command of this run for the record and the model card: no token, local folders by name only."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--hub_token" or arg.startswith("--hub_token="):
+            skip = arg == "--hub_token"
+            continue
+        kept.append(Path(arg).name if os.path.isabs(arg) else arg)
+    return "accelerate launch training/train_glyph_diffusion.py " + " ".join(shlex.quote(a) for a in kept)
 
 
 def print_summary(r: dict[str, Any], output_dir: Path) -> None:
