@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setting", action="append", type=parse_setting, help="scheduler:steps:guidance (repeatable)")
     parser.add_argument("--num-samples", type=int, default=256)
     parser.add_argument("--probe-samples", type=int, default=8)
+    parser.add_argument("--train-prompt-samples", type=int, default=0, help="train-prompt adherence samples (0: skip)")
+    parser.add_argument("--sensitivity-prompts", type=int, default=0, help="prompt-sensitivity grid prompts (0: skip)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 pipe, judge, args.dataset, num_samples=args.num_samples, num_inference_steps=steps,
                 guidance_scale=guidance, seed=args.seed, batch_size=args.batch_size, scheduler=scheduler,
                 probe_samples=args.probe_samples, log=lambda m: print(m, file=sys.stderr, flush=True),
+                train_prompt_samples=args.train_prompt_samples, sensitivity_prompts=args.sensitivity_prompts,
             )
             result["judge"].update(path=str(args.judge), held_out_accuracy=acc)
             result["model"] = label
@@ -93,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:  # rewrite after every setting: a long run keeps what it has
                 write_json({"judge": str(args.judge), "judge_metrics": judge_metrics, "results": results}, args.out)
 
-    print("\n| model | sampler | FGD | real floor | KID | adherence | judge on real | base rate | probes |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| model | sampler | FGD | real floor | KID | mean pixel (real) | adherence | judge on real | base rate | probes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s, floor = r["sampler"], r.get("real_floor", {})
         print(
             f"| {r['model']} | {s['scheduler']}×{s['num_inference_steps']}, cfg {s['guidance_scale']:g} | "
-            f"{r['fgd']:.2f} | {floor.get('fgd', float('nan')):.2f} | {r['kid']:.3g} | {r['adherence']:.3f} | "
+            f"{r['fgd']:.2f} | {floor.get('fgd', float('nan')):.2f} | {r['kid']:.3g} | "
+            f"{r['ink']['generated']['mean_pixel']:.3f} ({r['ink']['real']['mean_pixel']:.3f}) | {r['adherence']:.3f} | "
             f"{r['judge_accuracy_real']:.3f} | {r['base_rate']:.3f} | {r.get('probe_adherence', float('nan')):.3f} |"
         )
     if args.out:

@@ -87,8 +87,6 @@ def run_arm(args: argparse.Namespace) -> int:
     root = args.out / args.arm
     run = root / "run"
     root.mkdir(parents=True, exist_ok=True)
-    unet_json = root / "unet_overrides.json"
-    unet_json.write_text(json.dumps(arm["unet"]))
     for stage in range(1, args.stages + 1):
         steps = stage * args.stage_steps
         dest = root / f"step-{steps:06d}"
@@ -98,7 +96,7 @@ def run_arm(args: argparse.Namespace) -> int:
                 cmd = [
                     sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG), str(SCRIPT),
                     "--dataset", str(args.dataset), "--output_dir", str(run), *COMMON, *arm["flags"],
-                    "--unet_config", str(unet_json), "--max_train_steps", str(steps),
+                    "--unet_config", json.dumps(arm["unet"]), "--max_train_steps", str(steps),
                     "--checkpointing_steps", str(args.stage_steps), "--checkpoints_total_limit", "1",
                     "--resume_from_checkpoint", "latest",
                 ]

@@ -64,7 +64,7 @@ def export_slim(
 
     import torch
 
-    from .hub import SAMPLES_FILE, make_model_card
+    from .hub import SAMPLES_FILE, make_model_card, without_local_paths
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
     src, out = Path(source), Path(dest)
@@ -82,8 +82,10 @@ def export_slim(
     pipe.unet.to(torch.float16)
     pipe.save_pretrained(out, include_text_encoder=False)
     for name in ("training_config.json", "metrics.json"):
-        if (src / name).is_file():
-            shutil.copy2(src / name, out / name)
+        if (src / name).is_file():  # as published on the Hub: local paths (model, dataset, judge) removed
+            record = without_local_paths(json.loads((src / name).read_text()))
+            (out / f".{name}.tmp").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+            os.replace(out / f".{name}.tmp", out / name)
     grid = src / "validation" / "final.png"
     if grid.is_file():
         shutil.copy2(grid, out / SAMPLES_FILE)

@@ -139,8 +139,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--unet_preset", default="tiny-32", help=f"UNet architecture: {', '.join(PRESETS)}")
     model.add_argument(
         "--unet_config", default=None,
-        help="JSON file of UNet2DConditionModel config values applied on top of --unet_preset "
-        "(a saved unet/config.json works)",
+        help="UNet2DConditionModel config values applied on top of --unet_preset: a JSON file (a saved "
+        "unet/config.json works) or inline JSON, e.g. '{\"class_embed_type\": \"projection\", \"addition_embed_type\": null}'",
     )
     model.add_argument(
         "--pretrained_model_name_or_path", default=None,
@@ -435,7 +435,12 @@ def load_model(args: argparse.Namespace) -> dict[str, Any]:
             "(or give --unet_config JSON)."
         )
     overrides: dict[str, Any] = {}
-    if args.unet_config:
+    if args.unet_config and args.unet_config.lstrip().startswith("{"):  # inline JSON: the command says it all
+        try:
+            overrides = json.loads(args.unet_config)
+        except json.JSONDecodeError as err:
+            raise TrainingSetupError(f"--unet_config is not valid JSON ({err}): {args.unet_config!r}.") from err
+    elif args.unet_config:
         try:
             with open(args.unet_config, encoding="utf-8") as f:
                 overrides = json.load(f)
