@@ -689,7 +689,9 @@ def load_text_encoder(
             pass  # from the Hub
     config = AutoConfig.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
+    kwargs = {"use_safetensors": True}  # never unpickle a named encoder's weights
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
     if config.model_type in ("t5", "mt5", "umt5"):
         from transformers import T5EncoderModel, UMT5EncoderModel
 
