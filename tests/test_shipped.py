@@ -65,3 +65,10 @@ def test_a_copy_without_the_shipped_model_says_what_to_do(tmp_path, monkeypatch)
     with pytest.raises(pretrained.ModelNotFoundError, match="--model.*train"):
         pretrained.resolve_model(None)
     assert pretrained.resolve_model("user/repo") == "user/repo"
+
+
+def test_shipped_remote_code_is_the_package_pipeline():
+    # The folder's pipeline_glyph_diffusion.py is what plain diffusers runs (trust_remote_code=True): it must be
+    # the package's file, not a drifting second copy. After changing the pipeline, re-run `glyffuser export`.
+    package = Path(__file__).resolve().parents[1] / "glyph_pipeline" / "pipeline_glyph_diffusion.py"
+    assert (SHIPPED / "pipeline_glyph_diffusion.py").read_bytes() == package.read_bytes()
