@@ -33,10 +33,10 @@ SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
 CPU_CONFIG = REPO / "training" / "accelerate_configs" / "cpu.yaml"
 POOLED_TEXT = {"class_embed_type": "projection", "addition_embed_type": None}
 
-# Shared by every arm unless the arm overrides it: tiny-32 + the offline MiniLM encoder, batch 16,
+# Shared by every arm unless the arm overrides it (the model: tiny-32 + the offline MiniLM encoder, or --init): batch 16,
 # constant LR after a short warm-up (a curve point must not depend on where the run will end).
 COMMON = [
-    "--unet_preset", "tiny-32", "--text_encoder_name_or_path", "minilm", "--train_batch_size", "16",
+    "--train_batch_size", "16",
     "--lr_scheduler", "constant_with_warmup", "--lr_warmup_steps", "100", "--validation_steps", "0",
     "--report_to", "none", "--seed", "0",
 ]
@@ -68,12 +68,12 @@ def _run_config(run: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def snapshot(run: Path, dest: Path) -> None:
+def snapshot(run: Path, dest: Path, extra: tuple[str, ...] = ()) -> None:
     """Copy the pipeline the run just saved into `dest` (atomically: a sibling folder, then a rename)."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in PIPELINE_ENTRIES:
+    for name in (*PIPELINE_ENTRIES, *extra):
         src = run / name
         if src.is_dir():
             shutil.copytree(src, tmp / name)
@@ -87,16 +87,30 @@ def run_arm(args: argparse.Namespace) -> int:
     root = args.out / args.arm
     run = root / "run"
     root.mkdir(parents=True, exist_ok=True)
+    model_flags = ["--unet_preset", "tiny-32", "--text_encoder_name_or_path", "minilm",
+                   "--unet_config", json.dumps(arm["unet"])]  # fmt: skip
+    prior = 0
+    if args.init:
+        # Continue the arm from saved weights (e.g. the shipped model): its own scores are the first point.
+        record = _run_config(args.init)
+        if record is None:
+            print(f"--init {args.init} has no training_config.json; pass a folder saved by the training script.",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        prior = int(record.get("total_steps", record["steps"]))
+        if not (root / f"step-{prior:06d}").is_dir():
+            snapshot(args.init, root / f"step-{prior:06d}", extra=("metrics.json",))
+        model_flags = ["--pretrained_model_name_or_path", str(args.init)]
     for stage in range(1, args.stages + 1):
         steps = stage * args.stage_steps
-        dest = root / f"step-{steps:06d}"
+        dest = root / f"step-{prior + steps:06d}"
         if not dest.is_dir():
             record = _run_config(run)
             if record is None or record["steps"] != steps:
                 cmd = [
                     sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG), str(SCRIPT),
-                    "--dataset", str(args.dataset), "--output_dir", str(run), *COMMON, *arm["flags"],
-                    "--unet_config", json.dumps(arm["unet"]), "--max_train_steps", str(steps),
+                    "--dataset", str(args.dataset), "--output_dir", str(run), *COMMON, *model_flags, *arm["flags"],
+                    "--max_train_steps", str(steps),
                     "--checkpointing_steps", str(args.stage_steps), "--checkpoints_total_limit", "1",
                     "--resume_from_checkpoint", "latest",
                 ]
@@ -135,7 +149,7 @@ def collect(out: Path) -> dict[str, list[dict]]:
             seconds_before = tc["train_seconds"]
             cpu_seconds = tc.get("thread_seconds", cpu_seconds)
             points.append({
-                "steps": tc["steps"], "samples": tc["samples_seen"], "epochs": tc["epochs"],
+                "steps": tc.get("total_steps", tc["steps"]), "samples": tc["samples_seen"], "epochs": tc["epochs"],
                 "cpu_minutes": cpu_seconds / 60, "fgd": m["fgd"], "fgd_floor": m["real_floor"]["fgd"],
                 "kid": m["kid"], "mean_pixel": m["ink"]["generated"]["mean_pixel"],
                 "real_mean_pixel": m["ink"]["real"]["mean_pixel"], "adherence": m["adherence"],
@@ -211,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--stages", type=int, default=3)
     r.add_argument("--stage-steps", type=int, default=750)
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--init", type=Path, default=None,
+                   help="continue from this pipeline folder (saved by the training script), e.g. pretrained/tiny-32")
     r.add_argument("--num-samples", type=int, default=256)
     r.add_argument("--train-prompt-samples", type=int, default=128)
     p = sub.add_parser("report", help="markdown table and plots of every scored stage")

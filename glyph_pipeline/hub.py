@@ -332,6 +332,12 @@ def _hub_id(value: Any) -> str | None:
     return None
 
 
+def _dataset_id(tc: Mapping[str, Any]) -> str | None:
+    """The training dataset's Hub id; None for a local folder (recorded at training time, where the path existed)."""
+    data = tc.get("dataset") or {}
+    return None if data.get("local") else _hub_id(data.get("source"))
+
+
 def _count(n: int | None) -> str | None:
     if not n:
         return None
@@ -466,8 +472,11 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
         add("Initialised from", f"`{_hub_id(pretrained)}`" if _hub_id(pretrained) else "a local glyph pipeline")
     add("Resolution", f"{data['resolution']} px" if data.get("resolution") else None)
     if tc.get("steps") is not None:
-        epochs = tc.get("epochs")
-        add("Training steps", f"{_num(tc['steps'])}" + (f" ({epochs:.2f} epochs)" if isinstance(epochs, (int, float)) else ""))
+        epochs, total = tc.get("epochs"), tc.get("total_steps", tc["steps"])
+        notes = [f"{epochs:.2f} epochs"] if isinstance(epochs, (int, float)) else []
+        if total != tc["steps"]:
+            notes.append(f"{_num(total - tc['steps'])} of them before the initial weights were saved")
+        add("Training steps", _num(total) + (f" ({'; '.join(notes)})" if notes else ""))
     if tc.get("global_batch_size"):
         parts = [f"{tc['global_batch_size']} global"]
         if args.get("train_batch_size"):
@@ -502,7 +511,7 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
         add("Text encoder", f"{facts['text_encoder_label']}, frozen, {te.get('max_sequence_length', '?')} tokens")
     add("UNet parameters", _count(tc.get("unet_parameters")))
     if data.get("rows"):
-        source = _hub_id(data.get("source"))
+        source = _dataset_id(tc)
         text = f"{_num(data['rows'])} glyphs"
         if data.get("distinct_captions"):
             text += f", {_num(data['distinct_captions'])} distinct definitions"
@@ -519,8 +528,8 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
         compute = _duration(tc["train_seconds"]) + " of training"
         if tc.get("thread_seconds"):
             compute += f" ({tc['thread_seconds'] / 3600:.2f} CPU-thread-hours)" if not hw.get("gpu") else ""
-        if tc.get("resumed_from"):
-            compute += ", over resumed runs"
+        if tc.get("resumed_from") or tc.get("total_steps", tc.get("steps")) != tc.get("steps"):
+            compute += ", over resumed and continued runs"
         add("Training compute", compute)
     add("Wall time" + (" (last run)" if tc.get("resumed_from") else ""), _duration(tc.get("wall_time_seconds")))
     if tc.get("samples_per_second"):
@@ -673,7 +682,7 @@ def make_model_card(
 
     tc = dict(training_config or {})
     facts = pipeline_facts(folder, tc)
-    dataset_id = dataset_id or _hub_id((tc.get("dataset") or {}).get("source"))
+    dataset_id = dataset_id or _dataset_id(tc)
     base_model = _hub_id((tc.get("args") or {}).get("pretrained_model_name_or_path"))
     data = ModelCardData(
         library_name="diffusers",

@@ -471,3 +471,14 @@ def test_fine_tune_a_saved_pipeline(assets, saved_pipeline_dir, tmp_path, in_pro
     assert after.scheduler.config.beta_schedule == before.scheduler.config.beta_schedule
     changed = [n for n, p in after.unet.named_parameters() if not torch.equal(p, dict(before.unet.named_parameters())[n])]
     assert changed, "fine-tuning did not change the UNet"
+
+    # Continuing from a folder this script saved carries its compute, so the card states the total.
+    again = train.main(train.parse_args([*argv[:3], str(out), *argv[4:9], str(tmp_path / "again"), *argv[10:]]))
+    assert again["steps"] == 2 and again["total_steps"] == 4
+    assert again["samples_seen"] == 2 * record["samples_seen"] == 16
+    assert again["thread_seconds"] > record["thread_seconds"] > 0
+    assert again["epochs"] == pytest.approx(2 * record["epochs"])
+    from glyph_pipeline.hub import make_model_card
+
+    card = make_model_card(tmp_path / "again", "user/x", json.loads((tmp_path / "again" / "training_config.json").read_text())).content
+    assert "| Training steps | 4 (" in card and "2 of them before the initial weights were saved" in card

@@ -426,7 +426,7 @@ def load_model(args: argparse.Namespace) -> dict[str, Any]:
             )
         return dict(
             unet=unet, tokenizer=tokenizer, text_encoder=text_encoder, schedule=schedule, max_len=max_len, source=source,
-            text_encoder_source=encoder_source,
+            text_encoder_source=encoder_source, prior_training=prior_training(args.pretrained_model_name_or_path),
         )
 
     if args.unet_preset not in PRESETS:
@@ -657,6 +657,10 @@ class TrainingProgress:
         self.samples_seen = 0
         self.world_size = 1
         self.global_batch = 0
+        # Training that produced --pretrained_model_name_or_path (read from its training_config.json), so that
+        # a continued model's card states its total compute, not only the last run's.
+        self.prior_steps = 0
+        self.prior_epochs = 0.0
 
     def record(self, loss: float) -> None:
         self.global_step += 1
@@ -670,6 +674,7 @@ class TrainingProgress:
             "recent_losses": list(self.recent_losses), "train_seconds": self.train_seconds,
             "thread_seconds": self.thread_seconds,
             "samples_seen": self.samples_seen, "world_size": self.world_size, "global_batch": self.global_batch,
+            "prior_steps": self.prior_steps, "prior_epochs": self.prior_epochs,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -682,6 +687,28 @@ class TrainingProgress:
         self.samples_seen = int(state["samples_seen"])
         self.world_size = int(state.get("world_size", 1))
         self.global_batch = int(state.get("global_batch", 0))
+        self.prior_steps = int(state.get("prior_steps", 0))
+        self.prior_epochs = float(state.get("prior_epochs", 0.0))
+
+    def continue_from(self, record: dict[str, Any] | None) -> None:
+        """Start the compute counters where the training of the initial weights stopped."""
+        if not record:
+            return
+        self.prior_steps = int(record.get("total_steps", record.get("steps", 0)))
+        self.prior_epochs = float(record.get("epochs") or 0.0)
+        self.train_seconds = float(record.get("train_seconds") or 0.0)
+        self.thread_seconds = float(record.get("thread_seconds") or 0.0)
+        self.samples_seen = int(record.get("samples_seen") or 0)
+
+
+def prior_training(model: str) -> dict[str, Any] | None:
+    """The training record saved next to a local pipeline by this script (None for other folders / Hub ids)."""
+    path = Path(model) / "training_config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        logger.warning(f"{path} is unreadable; the card counts this run's compute only.")
+        return None
 
 
 def diffusion_loss(pred, target, timesteps, noise_scheduler, prediction_type: str, snr_gamma: float | None):
@@ -969,6 +996,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     lr_scheduler = accelerator.prepare(lr_scheduler)
     progress = TrainingProgress()
+    progress.continue_from(parts.get("prior_training"))
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
     accelerator.register_for_checkpointing(progress)
@@ -1132,7 +1160,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             },
             "noise_schedule": parts["schedule"],
             "dataset": {
-                "source": args.dataset, "split": args.dataset_split, "rows": len(images),
+                "source": args.dataset, "local": Path(args.dataset).exists(), "split": args.dataset_split, "rows": len(images),
                 "distinct_captions": len(cache.unique_texts), "resolution": resolution,
                 "embedding_cache": str(cache.path), "embedding_cache_hit": cache.from_cache,
             },
@@ -1140,7 +1168,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "world_size": accelerator.num_processes,
             "global_batch_size": global_batch,
             "steps": global_step,
-            "epochs": global_step / steps_per_epoch,
+            "total_steps": progress.prior_steps + global_step,
+            "epochs": progress.prior_epochs + global_step / steps_per_epoch,
             "samples_seen": progress.samples_seen,
             "train_seconds": progress.train_seconds,
             "thread_seconds": progress.thread_seconds,
@@ -1201,7 +1230,7 @@ def print_summary(r: dict[str, Any], output_dir: Path) -> None:
         "=" * 72,
         " glyffuser training summary",
         "=" * 72,
-        f" steps        {r['steps']:,} ({r['epochs']:.2f} epochs)" + (f", resumed from {r['resumed_from']}" if r["resumed_from"] else ""),
+        f" steps        {r['steps']:,} (in total {r['total_steps']:,}, {r['epochs']:.2f} epochs)" + (f", resumed from {r['resumed_from']}" if r["resumed_from"] else ""),
         f" batch        global {r['global_batch_size']} on {r['world_size']} process(es), {r['hardware']['device']}"
         f" [{r['hardware']['distributed_type']}, precision {r['hardware']['mixed_precision']}]",
         f" data         {r['dataset']['rows']:,} rows, {r['dataset']['distinct_captions']:,} distinct captions, "
