@@ -35,6 +35,10 @@ logger = logging.get_logger(__name__)
 
 # The list-form `_class_name` that tells plain diffusers where the pipeline class lives.
 REMOTE_CODE_MODULE = "pipeline_glyph_diffusion"
+# The recommended sampling settings, defined once: `__call__`'s defaults, the saved scheduler (DPM-Solver++ 2M,
+# thresholded), the CLI, the app and the model card all read them from here.
+DEFAULT_NUM_INFERENCE_STEPS = 20
+DEFAULT_GUIDANCE_SCALE = 3.0
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -500,10 +504,10 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         self,
         prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
-        num_inference_steps: int = 20,
+        num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS,
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
-        guidance_scale: float = 3.0,
+        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         num_images_per_prompt: int = 1,
         height: int | None = None,
         width: int | None = None,

@@ -29,6 +29,8 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from .pipeline_glyph_diffusion import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_INFERENCE_STEPS
+
 # CLI / training names -> (class, extra config). Extras only where a sampler needs them for pixel space.
 SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     # Trailing spacing starts few-step sampling at t = T-1 (leading would start DDIM-1 at t = 0: pure noise out).
@@ -50,7 +52,8 @@ SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
 
 SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type")
 RECOMMENDED_SAMPLER = "dpmsolver++"
-RECOMMENDED_STEPS = 20
+RECOMMENDED_STEPS = DEFAULT_NUM_INFERENCE_STEPS
+RECOMMENDED_GUIDANCE = DEFAULT_GUIDANCE_SCALE
 
 
 def noise_schedule(
