@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from glyph_pipeline.atomic import atomic_output
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
 CPU_CONFIG = REPO / "training" / "accelerate_configs" / "cpu.yaml"
@@ -70,16 +72,14 @@ def _run_config(run: Path) -> dict | None:
 
 def snapshot(run: Path, dest: Path, extra: tuple[str, ...] = ()) -> None:
     """Copy the pipeline the run just saved into `dest` (atomically: a sibling folder, then a rename)."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in (*PIPELINE_ENTRIES, *extra):
-        src = run / name
-        if src.is_dir():
-            shutil.copytree(src, tmp / name)
-        elif src.is_file():
-            shutil.copy2(src, tmp / name)
-    tmp.rename(dest)
+    with atomic_output(dest) as tmp:
+        tmp.mkdir()
+        for name in (*PIPELINE_ENTRIES, *extra):
+            src = run / name
+            if src.is_dir():
+                shutil.copytree(src, tmp / name)
+            elif src.is_file():
+                shutil.copy2(src, tmp / name)
 
 
 def run_arm(args: argparse.Namespace) -> int:
@@ -206,10 +206,8 @@ def report(args: argparse.Namespace) -> int:
             ax.set_xlabel("training CPU-minutes")
         axes.flat[0].legend()
         fig.tight_layout()
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.plot.with_name(".tmp-" + args.plot.name)
-        fig.savefig(tmp, dpi=90, format="png")
-        os.replace(tmp, args.plot)
+        with atomic_output(args.plot) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
         print(f"plot: {args.plot}")
     return 0
 

@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import atomic_output
 from .render import (
     DEFAULT_PNG_COMPRESS_LEVEL,
     DEFAULT_SCALE,
@@ -318,32 +316,12 @@ def _check_target(path: Path, overwrite: bool, what: str) -> None:
         )
 
 
-def _replace(tmp: Path, target: Path) -> None:
-    """Move ``tmp`` onto ``target``; an existing target is swapped out first, then deleted."""
-    if not target.exists():
-        os.replace(tmp, target)
-        return
-    trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(target, trash)
-    os.replace(tmp, target)
-    if trash.is_dir():
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        trash.unlink(missing_ok=True)
-
-
 def save_dataset(dataset: Dataset | DatasetDict, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """``save_to_disk`` into a temporary folder next to ``out_dir``, then rename: never a half-written dataset."""
     target = Path(out_dir)
     _check_target(target, overwrite, "Output folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_output(target) as tmp:
         dataset.save_to_disk(str(tmp))
-        _replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -361,20 +339,12 @@ def save_parquet(dataset: Dataset | DatasetDict, path: str | os.PathLike, overwr
         raise GlyphDatasetError(
             f"--parquet {target} is a directory; give a file name such as glyphs.parquet."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
     parts = dataset if isinstance(dataset, DatasetDict) else {"train": dataset}
     table = concatenate_datasets(
         [ds.add_column(SPLIT_COLUMN, [name] * len(ds), feature=Value("string")) for name, ds in parts.items()]
     )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(target) as tmp:
         table.to_parquet(str(tmp))
-        _replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
 
 

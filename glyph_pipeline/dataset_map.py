@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .figures import FigureError, atomic_output, check_output, check_positive
+from .atomic import atomic_output
+from .figures import FigureError, check_output, check_positive
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -17,18 +17,18 @@ temporary file next to the target and renamed into place, so an interrupted run 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import math
 import os
 import sys
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_output
 
 if TYPE_CHECKING:
     import torch
@@ -49,24 +49,6 @@ class FigureError(ValueError):
 # ----------------------------------------------------------------------------------------------------
 # Output and labelling helpers
 # ----------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix, so writers infer the format); rename it on success.
-
-    The parent folder is created. On error the temporary file is removed and `path` is left untouched.
-    """
-    target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name the writer creates itself (normal permissions, unlike mkstemp's 0600).
-    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_image(image: Image.Image, path: str | os.PathLike) -> Path:

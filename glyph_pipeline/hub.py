@@ -29,6 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import write_bytes, write_text
+
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import ModelCard
     from PIL.Image import Image as PILImage
@@ -726,18 +728,6 @@ def make_model_card(
 
 
 # ============================================================================================ push
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _png_bytes(grid: str | os.PathLike | PILImage) -> bytes:
     from PIL import Image
 
@@ -846,7 +836,7 @@ def push_pipeline_folder(
     if metrics is None:
         metrics = _read_json(root / METRICS_FILE)
     elif metrics:
-        _atomic_write(root / METRICS_FILE, (json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n").encode())
+        write_text(root / METRICS_FILE, json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n")
     if sample_grid is None:
         for candidate in (root / SAMPLES_FILE, root / "validation" / "final.png"):
             if candidate.is_file():
@@ -883,9 +873,9 @@ def push_pipeline_folder(
         _stage(root, files, stage)
         _scan_files_for_tokens(stage, files, token, root)
         if grid_png is not None and (not (root / SAMPLES_FILE).is_file() or (root / SAMPLES_FILE).read_bytes() != grid_png):
-            _atomic_write(root / SAMPLES_FILE, grid_png)
+            write_bytes(root / SAMPLES_FILE, grid_png)
         if write_card:
-            _atomic_write(readme, content.encode("utf-8"))
+            write_text(readme, content)
         _stage(root, sorted(card_files), stage)
         files = sorted(files + sorted(card_files))
 

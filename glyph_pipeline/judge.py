@@ -20,9 +20,7 @@ import io
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +35,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .atomic import atomic_output
 from .dataset import as_dataset_dict
 
 if TYPE_CHECKING:
@@ -387,29 +386,16 @@ def save_judge(judge: GlyphJudge, out_dir: str | os.PathLike, metrics: dict[str,
     """`save_pretrained` (config.json + safetensors) plus `judge_metrics.json`, into a temporary sibling
     folder that is then renamed over `out_dir`: readers never see a half-written judge."""
     target = Path(out_dir).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_output(target) as tmp:
         judge.save_pretrained(tmp, safe_serialization=True)
         if metrics is not None:
             (tmp / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         _relax_permissions(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rmdir(old)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
 def _relax_permissions(folder: Path) -> None:
-    """mkdtemp (and some writers) create owner-only entries; give the judge normal umask permissions."""
+    """Some writers (diffusers' safetensors save) create owner-only files; give the judge normal umask permissions."""
     umask = os.umask(0)
     os.umask(umask)
     folder.chmod(0o777 & ~umask)

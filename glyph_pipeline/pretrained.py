@@ -64,6 +64,7 @@ def export_slim(
 
     import torch
 
+    from .atomic import write_text
     from .hub import SAMPLES_FILE, make_model_card, without_local_paths
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
@@ -84,8 +85,7 @@ def export_slim(
     for name in ("training_config.json", "metrics.json"):
         if (src / name).is_file():  # as published on the Hub: local paths (model, dataset, judge) removed
             record = without_local_paths(json.loads((src / name).read_text()))
-            (out / f".{name}.tmp").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-            os.replace(out / f".{name}.tmp", out / name)
+            write_text(out / name, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     grid = src / "validation" / "final.png"
     if grid.is_file():
         shutil.copy2(grid, out / SAMPLES_FILE)
@@ -95,9 +95,7 @@ def export_slim(
         out, repo_id, records.get("training_config"), records.get("metrics"),
         sample_grid=SAMPLES_FILE if (out / SAMPLES_FILE).is_file() else None,
     )
-    tmp = out / ".README.md.tmp"
-    tmp.write_text(str(card), encoding="utf-8")
-    os.replace(tmp, out / "README.md")
+    write_text(out / "README.md", str(card))
     return out
 
 

@@ -20,7 +20,6 @@ from glyph_pipeline.cli import main
 from glyph_pipeline.figures import (
     FigureError,
     animation_frame_size,
-    atomic_output,
     caption_height,
     tile_size,
     title_height,
@@ -389,15 +388,6 @@ def test_scheduler_swap_keeps_the_models_schedule_and_drops_solver_keys():
         assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
     with pytest.raises(FigureError, match="valid names: ddpm"):
         figures.use_scheduler(pipe, "dpm")
-
-
-def test_atomic_output_keeps_the_old_file_on_error(tmp_path):
-    target = tmp_path / "figure.png"
-    target.write_bytes(b"old")
-    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
-        tmp.write_bytes(b"half")
-        raise RuntimeError("interrupted")
-    assert target.read_bytes() == b"old" and only_entries(tmp_path) == ["figure.png"]
 
 
 def test_fit_lines_wraps_and_shortens():

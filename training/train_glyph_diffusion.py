@@ -72,6 +72,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from glyph_pipeline import GlyphDiffusionPipeline
+from glyph_pipeline.atomic import atomic_output, move_into_place, write_text
 from glyph_pipeline.embeddings import cache_text_embeddings, default_cache_dir, encoder_fingerprint
 from glyph_pipeline.presets import PRESETS, downsampling_factor, unet_config
 from glyph_pipeline.schedulers import SCHEDULERS, noise_schedule, sampling_scheduler, training_scheduler
@@ -736,14 +737,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, limit
     accelerator.save_state(str(tmp))  # every rank adds its own RNG state file; the rest is main-only
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():  # re-saving a step (e.g. after resuming from an earlier checkpoint)
-            old = output_dir / f".{final.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        move_into_place(tmp, final)  # also over an existing checkpoint-N (a step re-saved after resuming)
         if limit is not None:
             for stale in list_checkpoints(output_dir)[:-limit]:
                 shutil.rmtree(stale, ignore_errors=True)
@@ -751,28 +745,6 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, limit
         logger.info(f"Saved checkpoint {final}")
     accelerator.wait_for_everyone()
     return final
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Rename a finished temporary file into place, with the permissions a plain open() would give."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    _publish(tmp, path)
-
-
-def atomic_save_image(image: Image.Image, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    image.save(tmp)
-    _publish(tmp, path)
 
 
 def unet_for_inference(accelerator: Accelerator, unet, ema: EMAModel | None) -> UNet2DConditionModel:
@@ -815,7 +787,8 @@ def log_validation(pipe: GlyphDiffusionPipeline, args, accelerator: Accelerator,
     folder = Path(args.output_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{tag}.png"
-    atomic_save_image(grid, path)
+    with atomic_output(path) as tmp:
+        grid.save(tmp)
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
             arrays = np.stack([np.asarray(im)[..., None] for im in images])
@@ -1135,7 +1108,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             ema_digest = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes() for p in ema.shadow_params)).hexdigest()
         hashes = gather_object([{"rank": accelerator.process_index, "unet": digest, "ema": ema_digest}])
         if main_process:
-            atomic_write_text(output_dir / "debug_weight_hashes.json", json.dumps(hashes, indent=2) + "\n")
+            write_text(output_dir / "debug_weight_hashes.json", json.dumps(hashes, indent=2) + "\n")
     if main_process:
         final_unet = unet_for_inference(accelerator, unet, ema)
         pipe = build_pipeline(final_unet, parts, "dpmsolver++")
@@ -1182,7 +1155,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "resumed_from": resumed_from,
             "validation_grid": str(grid),
         }
-        atomic_write_text(output_dir / "training_config.json", json.dumps(result, indent=2, default=str) + "\n")
+        write_text(output_dir / "training_config.json", json.dumps(result, indent=2, default=str) + "\n")
         print_summary(result, output_dir)
     # All ranks tear the process group down together: a rank that destroys it alone while another is still
     # saving can leave the other hanging at exit. The Hub upload below needs no collectives.
