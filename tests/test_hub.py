@@ -433,7 +433,8 @@ def test_pipeline_push_to_hub_writes_the_glyph_card_and_remote_code(
     assert local_hub.list_files("user/repo4") == sorted(base)  # save_pretrained(push_to_hub=True) goes the same way
     _check_card(local_hub.read_file("user/repo4", "README.md").decode(), "user/repo4")
 
-    # Fallback without the package: a short glyph card (not diffusers' generic one), same remote code.
+    # Fallback without the package: diffusers' pipeline card (load_or_create_model_card + populate_model_card)
+    # with the glyph description, tags and how to load it; same remote code.
     from huggingface_hub import ModelCard
 
     assert local_hub.list_files("user/repo3") == sorted(base)
@@ -442,6 +443,7 @@ def test_pipeline_push_to_hub_writes_the_glyph_card_and_remote_code(
     assert (data["library_name"], data["pipeline_tag"], data["license"]) == ("diffusers", "text-to-image", "apache-2.0")
     assert REQUIRED_TAGS <= set(data["tags"])
     assert 'DiffusionPipeline.from_pretrained("user/repo3", trust_remote_code=True)' in minimal
+    assert "glyffuser text-to-glyph diffusion model" in minimal and "automatically generated" not in minimal
     assert local_hub.read_file("user/repo3", "pipeline_glyph_diffusion.py") == module
     assert local_hub.commits("user/repo3")[0]["title"] == "minimal card"
     for repo in ("user/repo2", "user/repo3", "user/repo4"):
