@@ -27,7 +27,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DConditionMod
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils import logging
+from diffusers.utils import logging, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -35,6 +35,10 @@ logger = logging.get_logger(__name__)
 
 # The list-form `_class_name` that tells plain diffusers where the pipeline class lives.
 REMOTE_CODE_MODULE = "pipeline_glyph_diffusion"
+# The recommended sampling settings, defined once: `__call__`'s defaults, the saved scheduler (DPM-Solver++ 2M,
+# thresholded), the CLI, the app and the model card all read them from here.
+DEFAULT_NUM_INFERENCE_STEPS = 20
+DEFAULT_GUIDANCE_SCALE = 3.0
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -108,15 +112,14 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         include_text_encoder: bool = True,
         **kwargs,
     ):
-        """Save like diffusers, plus this module as remote code; files appear atomically.
+        """Save like diffusers (`safe_serialization`, `variant`, `max_shard_size`, ...), plus this module as
+        remote code; files appear atomically.
 
         The folder is written to a temporary sibling first and each entry is then renamed into place, so an
         interrupted save never leaves a half-written component and unrelated files in the folder survive.
         `include_text_encoder=False` leaves the frozen encoder out (it is loaded from `text_encoder_source`):
         a shipped model then holds only what was trained.
         """
-        if not safe_serialization:
-            raise ValueError("GlyphDiffusionPipeline saves weights as safetensors only; drop safe_serialization=False.")
         if not include_text_encoder:
             if not self.config.text_encoder_source:
                 raise ValueError(
@@ -135,7 +138,7 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".glyph-save-", dir=parent)
         try:
-            super().save_pretrained(staging, safe_serialization=True, **kwargs)
+            super().save_pretrained(staging, safe_serialization=safe_serialization, **kwargs)
             index_path = os.path.join(staging, "model_index.json")
             with open(index_path, encoding="utf-8") as f:
                 index = json.load(f)
@@ -170,7 +173,7 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
 
         With the `glyph_pipeline` package installed, `glyph_pipeline.hub.push_pipeline_folder` writes the full card
         (model facts, usage, `training_config` table, `metrics`) and filters the upload; otherwise (e.g. this file
-        was itself loaded as remote code) a minimal glyph card is written. `sample_prompts` renders a sample grid
+        was itself loaded as remote code) diffusers' pipeline card with a glyph description is written. `sample_prompts` renders a sample grid
         (one row per prompt, 4 seeds, 20 steps, guidance 3) committed as `samples.png` and shown in the card; it
         costs 4 x len(prompts) x 20 x 2 UNet evaluations. The token is passed explicitly to every Hub call and
         is never written anywhere. Returns the commit URL.
@@ -201,7 +204,7 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
                     )
                 except hub.HubPushError as err:  # the folder was temporary: retrying means calling push_to_hub again
                     raise hub.HubError(f"{err.reason} Call push_to_hub again to retry.") from err
-            return _push_with_minimal_card(folder, repo_id, token, private, revision, message, create_pr, grid, caption)
+            return _push_with_diffusers_card(folder, repo_id, token, private, revision, message, create_pr, grid, caption)
 
     def _sample_grid(self, prompts: list[str], per_prompt: int = 4):
         """A seeded grid (rows = prompts) with the recommended settings, for the model card."""
@@ -293,21 +296,16 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
             negative_prompt_attention_mask = torch.ones(negative_prompt_embeds.shape[:2], dtype=torch.long, device=device)
 
         dtype = self.unet.dtype if self.unet is not None else prompt_embeds.dtype
-
-        def repeat(x: torch.Tensor | None, dt: torch.dtype | None) -> torch.Tensor | None:
-            if x is None:
-                return None
-            x = x.to(device=device, dtype=dt) if dt is not None else x.to(device)
-            return x.repeat_interleave(num_images_per_prompt, dim=0)
-
-        if not do_classifier_free_guidance:
+        prompt_embeds = prompt_embeds.to(device=device, dtype=dtype).repeat_interleave(num_images_per_prompt, dim=0)
+        prompt_attention_mask = prompt_attention_mask.to(device).repeat_interleave(num_images_per_prompt, dim=0)
+        if do_classifier_free_guidance:
+            negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=dtype)
+            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
+            negative_prompt_attention_mask = negative_prompt_attention_mask.to(device)
+            negative_prompt_attention_mask = negative_prompt_attention_mask.repeat_interleave(num_images_per_prompt, dim=0)
+        else:
             negative_prompt_embeds = negative_prompt_attention_mask = None
-        return (
-            repeat(prompt_embeds, dtype),
-            repeat(prompt_attention_mask, None),
-            repeat(negative_prompt_embeds, dtype),
-            repeat(negative_prompt_attention_mask, None),
-        )
+        return prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
 
     @staticmethod
     def unet_text_inputs(unet_config, text_states: torch.Tensor, text_mask: torch.Tensor) -> dict[str, Any]:
@@ -341,6 +339,9 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
+        output_type: str = "pil",
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> None:
         """Reject bad input with a message that names the fix, before any compute is spent."""
         if prompt is None and prompt_embeds is None:
@@ -417,6 +418,18 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
                 raise ValueError(
                     f"Unknown callback tensor input(s) {unknown}; choose from {self._callback_tensor_inputs}."
                 )
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"`output_type` must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}.")
+        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` must be an integer >= 1, got {num_images_per_prompt!r}.")
+        if isinstance(generator, list):
+            batch = len(prompt) if isinstance(prompt, list) else 1 if prompt is not None else prompt_embeds.shape[0]
+            if len(generator) != batch * num_images_per_prompt:
+                raise ValueError(
+                    f"Got a list of {len(generator)} generators for {batch * num_images_per_prompt} images "
+                    f"({batch} prompt(s) x num_images_per_prompt={num_images_per_prompt}); pass one per image or "
+                    "a single generator."
+                )
 
     # ------------------------------------------------------------------ sampling helpers
     def prepare_latents(
@@ -430,11 +443,6 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         shape = (batch_size, self.unet.config.in_channels, height, width)
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(
-                f"Got a list of {len(generator)} generators for {batch_size} images "
-                "(prompts x num_images_per_prompt); pass one generator per image or a single generator."
-            )
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         else:
@@ -494,16 +502,43 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
     def interrupt(self) -> bool:
         return self._interrupt
 
+    @property
+    def cross_attention_kwargs(self) -> dict[str, Any] | None:
+        return getattr(self, "_cross_attention_kwargs", None)
+
+    # ------------------------------------------------------------------ UNet speed/quality switches (as in SD)
+    def enable_freeu(self, s1: float, s2: float, b1: float, b2: float) -> None:
+        """FreeU (Si et al. 2023): scale the decoder's backbone (b1, b2) and skip (s1, s2) features of the
+        two lowest-resolution up blocks. A sampling-time knob; `disable_freeu` restores the exact output."""
+        self.unet.enable_freeu(s1=s1, s2=s2, b1=b1, b2=b2)
+
+    def disable_freeu(self) -> None:
+        self.unet.disable_freeu()
+
+    def fuse_qkv_projections(self) -> None:
+        """Fuse each attention's projections into one matmul (q/k/v in self-attention, k/v in cross-attention);
+        same outputs up to float rounding. `unfuse_qkv_projections` restores the original processors."""
+        self.unet.fuse_qkv_projections()
+        self.fusing_unet = True
+
+    def unfuse_qkv_projections(self) -> None:
+        if not getattr(self, "fusing_unet", False):
+            logger.warning("The UNet's QKV projections were not fused; nothing to undo.")
+            return
+        self.unet.unfuse_qkv_projections()
+        self.fusing_unet = False
+
     # ------------------------------------------------------------------ call
     @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
         prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
-        num_inference_steps: int = 20,
+        num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS,
         timesteps: list[int] | None = None,
         sigmas: list[float] | None = None,
-        guidance_scale: float = 3.0,
+        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         num_images_per_prompt: int = 1,
         height: int | None = None,
         width: int | None = None,
@@ -517,6 +552,7 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable[[DiffusionPipeline, int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> ImagePipelineOutput | tuple:
         r"""
         Generate glyphs for English definitions.
@@ -536,6 +572,7 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
             return_dict: return an [`ImagePipelineOutput`] instead of a tuple.
             callback_on_step_end: called as `fn(pipe, step, timestep, tensors)` after each step; may return
                 replacements for the tensors named in `callback_on_step_end_tensor_inputs` (default `["latents"]`).
+            cross_attention_kwargs: passed to the UNet's attention processors (e.g. `{"scale": 0.5}` for LoRA).
 
         Examples:
         """
@@ -545,23 +582,14 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         self.check_inputs(
             prompt, height, width, num_inference_steps, guidance_scale, negative_prompt, prompt_embeds,
             negative_prompt_embeds, prompt_attention_mask, negative_prompt_attention_mask, tensor_inputs,
-            timesteps, sigmas,
+            timesteps, sigmas, output_type, num_images_per_prompt, generator,
         )
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"`output_type` must be one of 'pil', 'np', 'pt', got {output_type!r}.")
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
-            raise ValueError(f"`num_images_per_prompt` must be an integer >= 1, got {num_images_per_prompt!r}.")
         self._guidance_scale = float(guidance_scale)
+        self._cross_attention_kwargs = cross_attention_kwargs
         self._interrupt = False
         device = self._execution_device
-
         batch = len(prompt) if isinstance(prompt, list) else 1 if prompt is not None else prompt_embeds.shape[0]
         total = batch * num_images_per_prompt
-        if isinstance(generator, list) and len(generator) != total:
-            raise ValueError(
-                f"Got a list of {len(generator)} generators for {total} images "
-                f"({batch} prompt(s) x num_images_per_prompt={num_images_per_prompt}); pass one per image."
-            )
 
         # 1. Timesteps first: a scheduler that can't take this schedule fails before any compute.
         scheduler_dry_run(self.scheduler, num_inference_steps, timesteps, sigmas)
@@ -593,7 +621,8 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
                 model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 noise_pred = self.unet(
-                    model_input, t, **self.unet_text_inputs(self.unet.config, text_states, text_mask), return_dict=False
+                    model_input, t, **self.unet_text_inputs(self.unet.config, text_states, text_mask),
+                    cross_attention_kwargs=self.cross_attention_kwargs, return_dict=False,
                 )[0]
                 if self.do_classifier_free_guidance:
                     noise_uncond, noise_text = noise_pred.chunk(2)
@@ -627,9 +656,6 @@ class GlyphDiffusionPipeline(DiffusionPipeline):
         if not return_dict:
             return (image,)
         return ImagePipelineOutput(images=image)
-
-
-GlyphDiffusionPipeline.__call__.__doc__ = (GlyphDiffusionPipeline.__call__.__doc__ or "") + EXAMPLE_DOC_STRING
 
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -730,43 +756,15 @@ def _push_kwargs(kwargs: dict[str, Any], default_repo_id: str) -> dict[str, Any]
     return {"repo_id": kwargs.get("repo_id", default_repo_id), **{k: kwargs[k] for k in keys if k in kwargs}}
 
 
-_MINIMAL_CARD = """---
-library_name: diffusers
-pipeline_tag: text-to-image
-license: apache-2.0
-tags:
-- diffusers
-- text-to-image
-- glyffuser
-- chinese
-- cjk
-- glyphs
-- pixel-space
-- custom_code
-- diffusers:GlyphDiffusionPipeline
----
-
-# {name}
-
-A glyffuser text-to-glyph diffusion model: new Chinese-character-like glyphs from English definitions,
-{size}x{size} greyscale pixels. The glyphs are invented shapes, not characters of any writing system.
-{samples}
-```python
-from diffusers import DiffusionPipeline
-
-pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)  # class from {module}.py
-image = pipe("water", num_inference_steps=20, guidance_scale=3.0).images[0]
-```
-
-Recommended: DPM-Solver++ 2M with thresholding, about 20 steps, guidance scale about 3. Install
-`glyph-pipeline` for `GlyphDiffusionPipeline.from_pretrained("{repo_id}")` without remote code and for the
-full model card (`glyffuser push`). Code and weights: Apache-2.0; glyph images rendered from Noto Sans CJK
-(OFL-1.1); definitions from the Unicode Unihan database (Unicode License v3).
-"""
+# Tags of every glyph model card; glyph_pipeline's full card uses the same list.
+CARD_TAGS = ("diffusers", "text-to-image", "glyffuser", "chinese", "cjk", "glyphs", "pixel-space", "custom_code",
+             "diffusers:GlyphDiffusionPipeline")  # fmt: skip
 
 
-def _push_with_minimal_card(folder, repo_id, token, private, revision, message, create_pr, grid, caption) -> str:
-    """Fallback of `push_to_hub` without the glyph_pipeline package: a short glyph card, then upload."""
+def _push_with_diffusers_card(folder, repo_id, token, private, revision, message, create_pr, grid, caption) -> str:
+    """Fallback of `push_to_hub` without the glyph_pipeline package: diffusers' pipeline card (an existing card
+    on the Hub is kept), with a short description of the glyph model and how to load it, then upload."""
+    from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
     from huggingface_hub import create_branch, create_repo, get_token, upload_folder
 
     token = token or get_token()
@@ -777,15 +775,22 @@ def _push_with_minimal_card(folder, repo_id, token, private, revision, message, 
     if grid is not None:
         grid.save(os.path.join(folder, "samples.png"))
         samples = f"\n![samples](samples.png)\n\n{caption}\n"
-    with open(os.path.join(folder, "unet", "config.json"), encoding="utf-8") as f:
-        size = json.load(f).get("sample_size", "?")
-    card = _MINIMAL_CARD.format(
-        name=repo_id.split("/")[-1], repo_id=repo_id, size=size, samples=samples, module=REMOTE_CODE_MODULE
+    description = (
+        "A glyffuser text-to-glyph diffusion model: new Chinese-character-like glyphs from English definitions, "
+        "greyscale pixels (invented shapes, not characters of any writing system).\n"
+        f"{samples}\n```python\nfrom diffusers import DiffusionPipeline\n\n"
+        f'pipe = DiffusionPipeline.from_pretrained("{repo_id}", trust_remote_code=True)  # {REMOTE_CODE_MODULE}.py\n'
+        f'image = pipe("water", num_inference_steps={DEFAULT_NUM_INFERENCE_STEPS}, '
+        f"guidance_scale={DEFAULT_GUIDANCE_SCALE}).images[0]\n```\n\n"
+        "Install `glyph-pipeline` for the full model card (`glyffuser push`) and loading without remote code."
     )
-    if token and token in card:
+    card = load_or_create_model_card(repo_id, token=token, is_pipeline=True, model_description=description)
+    card = populate_model_card(card, tags=list(CARD_TAGS))
+    card.data.pipeline_tag = card.data.pipeline_tag or "text-to-image"
+    card.data.license = card.data.license or "apache-2.0"
+    if token and token in str(card):
         raise ValueError("Refusing to publish a model card that contains the Hub token.")
-    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
-        f.write(card)
+    card.save(os.path.join(folder, "README.md"))
     return upload_folder(
         repo_id=repo_id, folder_path=folder, token=token, revision=revision, commit_message=message,
         create_pr=create_pr, ignore_patterns=["*.tmp", ".*"],
