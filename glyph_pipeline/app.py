@@ -407,8 +407,7 @@ class GlyphApp:
     ) -> GlyphApp:
         """Load the model (default: the shipped one), the judge and the training glyphs (built once if needed).
         A missing model is an error; a missing judge or dataset only disables its panel (see `notes`)."""
-        from .figures import load_glyph_pipeline
-        from .pretrained import resolve_model
+        from .pretrained import load_glyph_pipeline, resolve_model
 
         source = resolve_model(model)
         pipe = load_glyph_pipeline(source, None, device)

@@ -220,12 +220,12 @@ def article_figures(args: argparse.Namespace) -> int:
     from diffusers import DiffusionPipeline
 
     from . import figures
-    from .pretrained import resolve_model
+    from .pretrained import check_model, resolve_model
 
     t0 = time.perf_counter()
     out: Path = args.out
     figures.check_positive("--images-per-prompt", args.images_per_prompt)
-    model = figures.check_model(resolve_model(args.model))
+    model = check_model(resolve_model(args.model))
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads or idle_cores())
     # As a user without our package would: plain diffusers, the folder's own pipeline file as remote code.

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_output
+from .pretrained import load_glyph_pipeline
 
 if TYPE_CHECKING:
     import torch
@@ -287,26 +288,6 @@ def check_output(path: str | os.PathLike, suffixes: Sequence[str]) -> Path:
     return path
 
 
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
-
-
-def check_model(model: str | os.PathLike) -> str:
-    """A saved pipeline folder (with model_index.json) or a Hub repo id; anything else fails here."""
-    text = os.fspath(model)
-    path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir() or not (path / "model_index.json").is_file():
-            raise FigureError(
-                f"{text} is not a saved glyph pipeline (no model_index.json in it). Pass the folder written by "
-                "`pipe.save_pretrained(...)` / the training script's output, or a Hub repo id like 'user/glyffuser'."
-            )
-        return str(path)
-    if _looks_like_path(text) or not text:
-        raise FigureError(f"Model folder {text!r} does not exist (and it is not a Hub repo id like 'user/glyffuser').")
-    return text
-
-
 def steps_problem(scheduler: Any, num_inference_steps: int) -> tuple[int | None, str | None]:
     """(number of UNet calls, None) if `scheduler` can sample with that many steps, else (None, reason).
 
@@ -329,7 +310,7 @@ def check_steps(scheduler: Any, num_inference_steps: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Loading a model and swapping its sampler
+# Swapping the sampler (models load with `pretrained.load_glyph_pipeline`)
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -349,34 +330,6 @@ def scheduler_label(scheduler: Any) -> str:
     from .schedulers import SCHEDULERS
 
     return next((name for name, (cls, _) in SCHEDULERS.items() if type(scheduler) is cls), type(scheduler).__name__)
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_glyph_pipeline(
-    model: str | os.PathLike | None = None, scheduler: str | None = None, device: str | None = None
-) -> GlyphDiffusionPipeline:
-    """Load a saved/pushed glyph pipeline (default: the shipped one) with our installed class (no remote code
-    is run) and pick a sampler."""
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
-    from .pretrained import resolve_model
-
-    if scheduler is not None:
-        check_scheduler_name(scheduler)
-    source = check_model(resolve_model(model))
-    try:
-        pipe = GlyphDiffusionPipeline.from_pretrained(source)
-    except (OSError, ValueError) as err:
-        raise FigureError(f"Could not load a glyph pipeline from {source!r}: {err}") from err
-    if scheduler is not None:
-        use_scheduler(pipe, scheduler)
-    pipe.to(device or default_device())
-    pipe.set_progress_bar_config(leave=False)
-    return pipe
 
 
 def _generator(seed: int) -> torch.Generator:

@@ -45,6 +45,7 @@ from .judge import (
     require_columns,
     to_judge_tensor,
 )
+from .pretrained import NotAPipelineError, load_glyph_pipeline
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -348,28 +349,6 @@ def generate_glyphs(
             done = start + len(chunk)
             log(f"  sampled {done}/{len(prompts)} ({time.perf_counter() - t0:.0f}s)")
     return torch.cat(out)
-
-
-def load_glyph_pipeline(model: str | os.PathLike) -> GlyphDiffusionPipeline:
-    """`GlyphDiffusionPipeline.from_pretrained` on a local folder or Hub repo; never runs remote code."""
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
-
-    path = Path(model)
-    if path.exists():
-        if not (path / "model_index.json").is_file():
-            raise GlyphMetricsError(
-                f"{path} is not a saved glyph pipeline (no model_index.json). Pass the folder written by "
-                "`pipe.save_pretrained(...)` / the training script's output_dir."
-            )
-    elif str(model).startswith((".", "/", "~")) or str(model).count("/") > 1:
-        raise FileNotFoundError(f"Model path {model} does not exist (and it is not a Hub repo id like 'user/glyffuser').")
-    try:
-        pipe = GlyphDiffusionPipeline.from_pretrained(str(model))
-    except (OSError, ValueError) as err:
-        raise GlyphMetricsError(f"Could not load a GlyphDiffusionPipeline from {model}: {err}") from err
-    if not isinstance(pipe, GlyphDiffusionPipeline):
-        raise GlyphMetricsError(f"{model} holds a {type(pipe).__name__}, not a GlyphDiffusionPipeline.")
-    return pipe
 
 
 def _find_characters(splits: DatasetDict, wanted: set[str], size: int) -> dict[str, torch.Tensor]:
@@ -708,7 +687,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         judge = load_judge(args.judge)  # fail fast, before loading the model
-        pipe = load_glyph_pipeline(args.model)
+        pipe = load_glyph_pipeline(args.model, device="cpu")  # on the CPU, like the judge
         pipe.set_progress_bar_config(disable=True)
         result = evaluate_pipeline(
             pipe,
@@ -731,7 +710,7 @@ def run(args: argparse.Namespace) -> int:
         result["judge"].update(path=str(args.judge), held_out_accuracy=saved.get("held_out_accuracy"))
         result["model"] = str(args.model)
         result["dataset"] = str(args.dataset)
-    except (GlyphMetricsError, GlyphJudgeError, FileNotFoundError) as e:
+    except (GlyphMetricsError, GlyphJudgeError, NotAPipelineError, FileNotFoundError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     print(format_report(result))

@@ -23,6 +23,10 @@ class ModelNotFoundError(FileNotFoundError):
     """No model at the given path (or no shipped model); the message says how to get one."""
 
 
+class NotAPipelineError(ValueError):
+    """The path exists but holds no glyph pipeline that loads (no model_index.json, broken files...)."""
+
+
 def shipped_model() -> Path:
     """Path of the shipped tiny-32 pipeline folder, or a clear error if this copy has none."""
     if not (SHIPPED_MODEL / "model_index.json").is_file():
@@ -40,16 +44,51 @@ def resolve_model(model: str | os.PathLike | None) -> str:
     return str(shipped_model()) if model is None else os.fspath(model)
 
 
-def load_shipped_pipeline(dtype=None) -> GlyphDiffusionPipeline:
-    """`GlyphDiffusionPipeline.from_pretrained(shipped_model())`, in float32 unless `dtype` is given.
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
-    The UNet is stored in fp16 to keep the repository small; CPUs sample in float32.
+
+def check_model(model: str | os.PathLike) -> str:
+    """A saved pipeline folder (with model_index.json) or a Hub repo id; anything else fails here, before loading."""
+    text = os.fspath(model)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "model_index.json").is_file():
+            raise NotAPipelineError(
+                f"{text} is not a saved glyph pipeline (no model_index.json in it). Pass the folder written by "
+                "`pipe.save_pretrained(...)` / the training script's output, or a Hub repo id like 'user/glyffuser'."
+            )
+        return str(path)
+    if _looks_like_path(text) or not text:
+        raise ModelNotFoundError(f"Model folder {text!r} does not exist (and it is not a Hub repo id like 'user/glyffuser').")
+    return text
+
+
+def load_glyph_pipeline(
+    model: str | os.PathLike | None = None, scheduler: str | None = None, device: str | None = None
+) -> GlyphDiffusionPipeline:
+    """Load a saved or pushed glyph pipeline (default: the shipped one) with our installed class, so no remote
+    code runs; optionally swap in sampler `scheduler` (a `SCHEDULERS` name) on the model's noise schedule.
+
+    Weights load in float32 (also the shipped UNet, stored in fp16) on `device`, by default CUDA if available.
     """
     import torch
 
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from .schedulers import sampling_scheduler
 
-    return GlyphDiffusionPipeline.from_pretrained(shipped_model(), torch_dtype=dtype or torch.float32)
+    source = check_model(resolve_model(model))
+    if scheduler is not None:
+        sampling_scheduler(scheduler)  # an unknown name fails here, before the weights load
+    try:
+        pipe = GlyphDiffusionPipeline.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise NotAPipelineError(f"Could not load a glyph pipeline from {source!r}: {err}") from err
+    if scheduler is not None:
+        pipe.scheduler = sampling_scheduler(scheduler, base_config=pipe.scheduler.config)
+    pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pipe.set_progress_bar_config(leave=False)
+    return pipe
 
 
 def export_slim(

@@ -43,6 +43,7 @@ from glyph_pipeline.metrics import (
     radical_adherence,
     sqrtm_psd,
 )
+from glyph_pipeline.pretrained import NotAPipelineError
 
 RADICALS = tuple(sorted(set(PROBES.values())))  # 38 61 64 75 85 86 140 149 167
 PER_RADICAL = 200
@@ -322,7 +323,7 @@ def test_num_samples_below_two(glyph_data, judge, tiny):
 
 
 def test_model_path_not_a_pipeline(judge_dir, tmp_path):
-    with pytest.raises(GlyphMetricsError, match="model_index.json"):
+    with pytest.raises(NotAPipelineError, match="model_index.json"):
         load_glyph_pipeline(judge_dir)
     with pytest.raises(FileNotFoundError):
         load_glyph_pipeline(tmp_path / "missing")
