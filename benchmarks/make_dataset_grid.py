@@ -11,49 +11,21 @@ from __future__ import annotations
 
 import argparse
 import random
-import textwrap
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from glyph_pipeline.dataset import build_glyph_dataset, load_glyph_dataset
-
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-
-
-def caption_font(size: int = 11) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    if DEJAVU.is_file():
-        return ImageFont.truetype(str(DEJAVU), size)
-    return ImageFont.load_default(size=size)
-
-
-def shorten(text: str, width: int, lines: int = 2) -> list[str]:
-    """The definition's first sense, wrapped to ``lines`` lines of ``width`` characters."""
-    first = text.split(";")[0].strip()
-    return textwrap.wrap(first, width=width, max_lines=lines, placeholder="…") or [""]
+from glyph_pipeline.figures import labelled_grid
 
 
 def make_grid(dataset, rows: int = 4, cols: int = 8, seed: int = 0, cell: int = 128) -> Image.Image:
-    """Seeded random rows of ``dataset`` (a ``datasets.Dataset``) with captions under each glyph."""
-    picks = random.Random(seed).sample(range(len(dataset)), rows * cols)
-    font = caption_font()
-    pad, caption_h = 6, 34
-    width = cols * (cell + pad) + pad
-    height = rows * (cell + caption_h + pad) + pad
-    grid = Image.new("L", (width, height), 235)
-    draw = ImageDraw.Draw(grid)
-    for k, i in enumerate(picks):
-        row = dataset[int(i)]
-        x = pad + (k % cols) * (cell + pad)
-        y = pad + (k // cols) * (cell + caption_h + pad)
-        glyph = row["image"].convert("L")
-        if glyph.size != (cell, cell):
-            glyph = glyph.resize((cell, cell), Image.Resampling.LANCZOS)
-        grid.paste(glyph, (x, y))
-        draw.rectangle([x, y + cell, x + cell - 1, y + cell + caption_h - 1], fill=255)
-        for j, line in enumerate(shorten(row["text"], width=21)):
-            draw.text((x + 3, y + cell + 3 + 14 * j), line, font=font, fill=40)
-    return grid
+    """Seeded random rows of ``dataset`` (a ``datasets.Dataset``), each glyph captioned with its definition's
+    first sense."""
+    picks = [dataset[int(i)] for i in random.Random(seed).sample(range(len(dataset)), rows * cols)]
+    cells = [[row["image"] for row in picks[r * cols : (r + 1) * cols]] for r in range(rows)]
+    captions = [[row["text"].split(";")[0].strip() for row in picks[r * cols : (r + 1) * cols]] for r in range(rows)]
+    return labelled_grid(cells, cell, captions, caption_lines=2)
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ figures for its prompts ("gold; metal", "water", "tree; wood", ...): a labelled 
    script: ``accelerate launch --config_file training/accelerate_configs/cpu.yaml
    training/train_glyph_diffusion.py ...`` (re-running the demo resumes from its last checkpoint).
 3. Reload the saved model like a user and sample with DDPM and with DPMSolverSDE (one-line scheduler swaps).
-4. Write a labelled grid: the font's glyph (when the prompt is a real definition), then one row per sampler.
+4. Write a labelled grid, one row per prompt: the font's glyph (when the prompt is a real definition), then
+   one column per sampler.
 
 A couple of hundred steps teach a tiny model rough ink placement, not real characters: `--train` shows the
 machinery end to end; the shipped model is what training longer gives (its card says how long).
@@ -26,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -160,40 +160,14 @@ def sample(model: Path, prompts: list[str], args: argparse.Namespace):
     return rows
 
 
-def labelled_grid(columns: list[dict], rows: dict[str, list], cell: int = 96):
-    """Columns = prompts (caption on top), rows = the font's glyph + one row per sampler (label on the left)."""
-    from PIL import Image, ImageDraw, ImageFont
+def demo_grid(columns: list[dict], rows: dict[str, list], title: str):
+    """One row per prompt (labelled with it): the font's glyph, then the sample of each sampler in `rows`."""
+    from .figures import labelled_grid
 
-    try:
-        font = ImageFont.load_default(size=12)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    left, top, pad = 150, 84, 6
     names = ["font glyph (truth)", *rows]
-    width = left + len(columns) * (cell + pad)
-    height = top + len(names) * (cell + pad)
-    grid = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(grid)
-    for j, col in enumerate(columns):
-        x = left + j * (cell + pad)
-        caption = textwrap.wrap(col["prompt"], 15)[:3]
-        for k, line in enumerate(caption):
-            draw.text((x, 4 + 14 * k), line, fill=(0, 0, 0), font=font)
-        for k, line in enumerate(col["note"].split("\n")):
-            draw.text((x, 4 + 14 * (3 + k)), line, fill=(120, 120, 120), font=font)
-    for i, name in enumerate(names):
-        y = top + i * (cell + pad)
-        for k, line in enumerate(textwrap.wrap(name, 20)):
-            draw.text((6, y + cell // 2 - 8 + 14 * k), line, fill=(0, 0, 0), font=font)
-        for j, col in enumerate(columns):
-            x = left + j * (cell + pad)
-            image = col["truth"] if i == 0 else rows[name][j]
-            if image is None:
-                draw.rectangle((x, y, x + cell - 1, y + cell - 1), outline=(200, 200, 200))
-                draw.text((x + 8, y + cell // 2 - 6), "(new prompt)", fill=(150, 150, 150), font=font)
-            else:
-                grid.paste(image.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST), (x, y))
-    return grid
+    cells = [[col["truth"], *(images[j] for images in rows.values())] for j, col in enumerate(columns)]
+    labels = [f"“{col['prompt']}” ({col['note']})" for col in columns]
+    return labelled_grid(cells, 96, [names] * len(columns), caption_lines=2, row_labels=labels, title=title)
 
 
 def pick_columns(dataset: Path, seed: int) -> list[dict]:
@@ -208,7 +182,7 @@ def pick_columns(dataset: Path, seed: int) -> list[dict]:
         part = dsd[split].shuffle(seed=seed).select(range(min(count, len(dsd[split]))))
         for row in part:
             columns.append(
-                {"prompt": row["text"], "note": f"{note}\nU+{row['codepoint']:04X}", "truth": row["image"]}
+                {"prompt": row["text"], "note": f"{note}, U+{row['codepoint']:04X}", "truth": row["image"]}
             )
     columns += [{"prompt": p, "note": "new prompt", "truth": None} for p in NOVEL_PROMPTS]
     return columns
@@ -286,9 +260,10 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError) as err:
         print(f"glyffuser demo: error: {err}", file=sys.stderr)
         return 1
-    grid = labelled_grid(columns, rows)
-    grid_path = out / "demo-grid.png"
-    grid.save(grid_path)
+    from .figures import save_image
+
+    title = f"glyffuser demo: the font's glyph and samples of {model} ({args.steps} training steps)"
+    grid_path = save_image(demo_grid(columns, rows, title), out / "demo-grid.png")
     print(f"[4/4] grid: {grid_path}")
     print()
     print(f"demo finished in {time.perf_counter() - t0:.0f}s")
