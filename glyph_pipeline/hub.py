@@ -1,13 +1,14 @@
 # Copyright 2026 The glyffuser developers. Licensed under the Apache License, Version 2.0.
-"""Share glyph pipelines on the Hugging Face Hub: check the repo early, write a real model card, upload safely.
+"""Share glyph pipelines on the Hugging Face Hub: check the repo early, write the model card, upload safely.
 
 The training script calls :func:`prepare_hub_repo` before the first step (a bad token or an unreachable
 Hub fails in seconds, not after hours of training) and :func:`push_pipeline_folder` after saving. A push
 that fails leaves the output folder complete and names the one command that retries it:
 ``glyffuser push DIR REPO`` (:func:`run`).
 
-This module imports only ``huggingface_hub``, ``jinja2`` and the standard library (PIL only to convert a
-sample grid), so ``glyffuser push`` starts fast and never loads torch or diffusers.
+The card comes from :mod:`glyph_pipeline.model_card` (beside its template); it states the recommended sampler
+settings of :mod:`glyph_pipeline.schedulers`, so writing one loads diffusers. The rest needs only
+``huggingface_hub`` and the standard library (PIL only to convert a sample grid).
 """
 
 from __future__ import annotations
@@ -16,57 +17,28 @@ import argparse
 import io
 import json
 import logging
-import math
 import os
 import re
 import shlex
 import shutil
-import struct
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import write_bytes, write_text
+from .model_card import CARD_MARKER, make_model_card, read_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from huggingface_hub import ModelCard
     from PIL.Image import Image as PILImage
 
 logger = logging.getLogger(__name__)
 
-#: Card template, shipped in the wheel as package data of ``glyph_pipeline.model_card``.
-CARD_TEMPLATE = "README.md.jinja"
-#: First line of the card body; a README.md without it was written by a person and is kept by default.
-CARD_MARKER = "<!-- glyffuser-model-card:"
 SAMPLES_FILE = "samples.png"
 TRAINING_CONFIG_FILE = "training_config.json"
 METRICS_FILE = "metrics.json"
 DEFAULT_COMMIT_MESSAGE = "Upload glyffuser pipeline"
-LICENSE = "apache-2.0"
-CARD_TAGS = (
-    "diffusers",
-    "text-to-image",
-    "glyffuser",
-    "chinese",
-    "cjk",
-    "glyphs",
-    "pixel-space",
-    "custom_code",
-    "diffusers:GlyphDiffusionPipeline",
-)
-# Same values as glyph_pipeline.schedulers.RECOMMENDED_* (not imported: that module loads diffusers).
-RECOMMENDED_STEPS = 20
-RECOMMENDED_GUIDANCE = 3.0
-RECOMMENDED_SAMPLER = (
-    'DPM-Solver++ 2M (`DPMSolverMultistepScheduler`, `algorithm_type="dpmsolver++"`, `solver_order=2`) with '
-    "dynamic thresholding (`thresholding=True, sample_max_value=1.0`)"
-)
-# The packaged offline text encoder alias -> the Hub model it is a copy of.
-_ENCODER_ALIASES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
-
 #: Never uploaded: training state, trackers, caches, partial writes, pickled weights. The pipeline itself
 #: (model_index.json, component folders with safetensors, the remote-code module), README.md, samples.png,
 #: training_config.json (no token: the training script drops token arguments) and metrics.json are.
@@ -83,7 +55,6 @@ IGNORE_PATTERNS: list[str] = [
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".msgpack", ".h5")
 _TEXT_SUFFIXES = (".json", ".md", ".txt", ".py", ".yaml", ".yml", ".cfg", ".jinja", ".csv")
 _TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}(?![A-Za-z0-9])")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LOGIN_HINT = (
     "log in with `hf auth login` (older clients: `huggingface-cli login`), pass a token explicitly "
     "(`--hub_token` when training, `--token` for `glyffuser push`), or set HF_TOKEN"
@@ -246,21 +217,12 @@ def files_to_upload(folder: str | os.PathLike, ignore_patterns: Sequence[str] = 
     return list(filter_repo_objects(paths, ignore_patterns=list(ignore_patterns) + list(DEFAULT_IGNORE_PATTERNS)))
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def check_pipeline_folder(folder: str | os.PathLike, files: Sequence[str] | None = None) -> dict[str, Any]:
     """Make sure `folder` is a saved glyph pipeline that loads from the Hub; returns its model_index.json."""
     root = Path(folder)
     if not root.is_dir():
         raise HubError(f"{root} is not a folder. Pass the folder a pipeline was saved to (the training --output_dir).")
-    index = _read_json(root / "model_index.json")
+    index = read_json(root / "model_index.json")
     if index is None:
         raise HubError(
             f"{root} has no readable model_index.json, so it is not a saved pipeline. Save one with "
@@ -299,7 +261,7 @@ def _stage(root: Path, files: Sequence[str], stage: Path) -> None:
         src, dst = root / rel, stage / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if rel in (TRAINING_CONFIG_FILE, METRICS_FILE):
-            data = _read_json(src)
+            data = read_json(src)
             if data is not None:
                 dst.write_text(json.dumps(without_local_paths(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
                 continue
@@ -323,310 +285,7 @@ def _scan_files_for_tokens(stage: Path, files: Sequence[str], token: str | None,
             check_no_token(data.decode("utf-8", "replace"), None, str(shown_root / rel))
 
 
-# ============================================================================================ model card
-def _hub_id(value: Any) -> str | None:
-    """`value` if it names a Hub repo (not a local path), after mapping the packaged encoder alias."""
-    if not isinstance(value, str):
-        return None
-    value = _ENCODER_ALIASES.get(value, value)
-    if _HUB_ID.match(value) and not value.startswith((".", "/", "~")) and not os.path.exists(value):
-        return value
-    return None
-
-
-def _dataset_id(tc: Mapping[str, Any]) -> str | None:
-    """The training dataset's Hub id; None for a local folder (recorded at training time, where the path existed)."""
-    data = tc.get("dataset") or {}
-    return None if data.get("local") else _hub_id(data.get("source"))
-
-
-def _count(n: int | None) -> str | None:
-    if not n:
-        return None
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return str(n)
-
-
-def _safetensors_parameters(folder: Path) -> int | None:
-    """Parameter count from the safetensors headers alone (no torch, no weights read)."""
-    groups: dict[str | None, list[Path]] = {}
-    for path in sorted(folder.glob("*.safetensors")):
-        parts = path.name.split(".")
-        variant = parts[-2] if len(parts) > 2 else None
-        groups.setdefault(variant, []).append(path)
-    if not groups:
-        return None
-    total = 0
-    for path in groups.get(None) or next(iter(groups.values())):
-        try:
-            with open(path, "rb") as f:
-                (size,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(size))
-        except (OSError, ValueError, struct.error):
-            return None
-        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
-
-
-def _duration(seconds: Any) -> str | None:
-    if not isinstance(seconds, (int, float)):
-        return None
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def _cell(value: Any) -> str:
-    return " ".join(str(value).split()).replace("|", "\\|")
-
-
-def _noise_text(schedule: Mapping[str, Any]) -> str:
-    """'1000 timesteps, linear betas 0.0001 → 0.02' / '1000 timesteps, cosine betas' (cosine ignores beta_start/end)."""
-    betas = schedule.get("beta_schedule", "?")
-    if betas == "squaredcos_cap_v2":
-        betas = "cosine (squaredcos_cap_v2) betas"
-    else:
-        betas = f"{betas} betas {schedule.get('beta_start', '?')} → {schedule.get('beta_end', '?')}"
-    return f"{schedule.get('num_train_timesteps', '?')} timesteps, {betas}"
-
-
-def pipeline_facts(folder: str | os.PathLike, training_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What the card says about the model, read from the saved files (configs and safetensors headers)."""
-    root = Path(folder)
-    tc = training_config or {}
-    index = _read_json(root / "model_index.json") or {}
-    unet = _read_json(root / "unet" / "config.json") or {}
-    sched = _read_json(root / "scheduler" / "scheduler_config.json") or {}
-    enc = _read_json(root / "text_encoder" / "config.json") or {}
-    name = index.get("_class_name")
-    pipeline_class = name[1] if isinstance(name, list) else name or "GlyphDiffusionPipeline"
-
-    te_tc = tc.get("text_encoder") or {}
-    te_id = _hub_id(index.get("text_encoder_source")) or _hub_id(te_tc.get("name_or_path")) or _hub_id(enc.get("_name_or_path"))
-    # The saved files describe the published weights; the training record only adds the encoder's name.
-    te_class = (enc.get("architectures") or [None])[0] or (index.get("text_encoder") or [None, None])[1] or te_tc.get("class")
-    hidden = enc.get("d_model") or enc.get("hidden_size") or te_tc.get("hidden_size")
-    details = ", ".join(x for x in (te_class, f"hidden size {hidden}" if hidden else None) if x)
-    te_label = f"`{te_id}` ({details})" if te_id else (f"`{te_class}`" + (f" (hidden size {hidden})" if hidden else "")
-                                                      if te_class else "custom")
-
-    notes = []
-    if sched.get("algorithm_type"):
-        notes.append(f"{sched['algorithm_type']}, order {sched.get('solver_order', '?')}")
-    if sched.get("thresholding"):
-        notes.append(f"thresholding at {sched.get('sample_max_value', 1.0)}")
-    if sched.get("timestep_spacing"):
-        notes.append(f"{sched['timestep_spacing']} timesteps")
-    noise = f"{_noise_text(sched)}, {sched.get('prediction_type', 'epsilon')} prediction"
-    resolution = (tc.get("dataset") or {}).get("resolution") or unet.get("sample_size") or "?"
-    blocks = unet.get("block_out_channels")
-    return {
-        "pipeline_class": pipeline_class,
-        "remote_code_file": f"{name[0]}.py" if isinstance(name, list) else "pipeline_glyph_diffusion.py",
-        "resolution": resolution,
-        "channels": unet.get("in_channels", 1),
-        "block_out_channels": "(" + ", ".join(map(str, blocks)) + ")" if blocks else None,
-        "unet_parameters": _count(tc.get("unet_parameters") or _safetensors_parameters(root / "unet")),
-        "text_encoder_id": te_id,
-        "text_encoder_label": te_label,
-        "text_encoder_parameters": _count(_safetensors_parameters(root / "text_encoder")),
-        "max_sequence_length": index.get("max_sequence_length") or te_tc.get("max_sequence_length") or "?",
-        "scheduler_class": sched.get("_class_name", "?"),
-        "scheduler_notes": ", ".join(notes),
-        "noise_schedule": noise,
-    }
-
-
-def _processes(n: Any) -> str:
-    return f"{n} process" if n == 1 else f"{n} processes"
-
-
-def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The training table, from training_config.json; missing entries are skipped, local paths never shown."""
-    args = tc.get("args") or {}
-    hw = tc.get("hardware") or {}
-    data = tc.get("dataset") or {}
-    noise = tc.get("noise_schedule") or {}
-    rows: list[tuple[str, Any]] = []
-
-    def add(name: str, value: Any) -> None:
-        if value not in (None, "", [], {}):
-            rows.append((name, value))
-
-    pretrained = args.get("pretrained_model_name_or_path")
-    add("Preset", f"`{tc['preset']}`" if tc.get("preset") else None)
-    if pretrained:
-        add("Initialised from", f"`{_hub_id(pretrained)}`" if _hub_id(pretrained) else "a local glyph pipeline")
-    add("Resolution", f"{data['resolution']} px" if data.get("resolution") else None)
-    if tc.get("steps") is not None:
-        epochs, total = tc.get("epochs"), tc.get("total_steps", tc["steps"])
-        notes = [f"{epochs:.2f} epochs"] if isinstance(epochs, (int, float)) else []
-        if total != tc["steps"]:
-            notes.append(f"{_num(total - tc['steps'])} of them before the initial weights were saved")
-        add("Training steps", _num(total) + (f" ({'; '.join(notes)})" if notes else ""))
-    if tc.get("global_batch_size"):
-        parts = [f"{tc['global_batch_size']} global"]
-        if args.get("train_batch_size"):
-            parts.append(
-                f"= {args['train_batch_size']} per process × {_processes(tc.get('world_size', 1))} × "
-                f"{args.get('gradient_accumulation_steps', 1)} accumulation"
-            )
-        add("Batch size", " ".join(parts))
-    if args.get("learning_rate") is not None:
-        add("Learning rate", f"{args['learning_rate']:g}")
-    if args.get("lr_scheduler"):
-        add("LR schedule", f"{args['lr_scheduler']}, {args.get('lr_warmup_steps', 0)} warm-up steps")
-    if "adam_beta1" in args:
-        add(
-            "Optimiser",
-            f"AdamW (β = {args.get('adam_beta1')}, {args.get('adam_beta2')}; weight decay {args.get('adam_weight_decay')}; "
-            f"ε {args.get('adam_epsilon')}), gradient clipping {args.get('max_grad_norm') or 'off'}",
-        )
-    if noise:
-        add("Noise schedule", f"DDPM, {_noise_text(noise)}")
-        prediction = noise.get("prediction_type")
-        if args.get("snr_gamma"):
-            prediction = f"{prediction}, min-SNR weighting γ = {args['snr_gamma']}"
-        add("Prediction type", prediction)
-    if args.get("cond_dropout") is not None:
-        add("Condition dropout", f"{args['cond_dropout']} (empty prompt; enables classifier-free guidance)")
-    if "ema" in tc:
-        add("EMA", f"yes, decay {args.get('ema_decay')}" if tc["ema"] else "no")
-    add("Mixed precision", hw.get("mixed_precision"))
-    te = tc.get("text_encoder") or {}
-    if te:
-        add("Text encoder", f"{facts['text_encoder_label']}, frozen, {te.get('max_sequence_length', '?')} tokens")
-    add("UNet parameters", _count(tc.get("unet_parameters")))
-    if data.get("rows"):
-        source = _dataset_id(tc)
-        text = f"{_num(data['rows'])} glyphs"
-        if data.get("distinct_captions"):
-            text += f", {_num(data['distinct_captions'])} distinct definitions"
-        add("Data", text + (f" from [`{source}`]({_endpoint()}/datasets/{source})" if source else ""))
-    if hw:
-        device = hw.get("gpu") or hw.get("cpu") or hw.get("device")
-        kind = hw.get("distributed_type")
-        add(
-            "Hardware",
-            f"{_processes(tc.get('world_size', hw.get('num_processes', 1)))} on {device}"
-            + (f" ({kind})" if kind and kind != "NO" else ""),
-        )
-    if tc.get("train_seconds"):
-        compute = _duration(tc["train_seconds"]) + " of training"
-        if tc.get("thread_seconds"):
-            compute += f" ({tc['thread_seconds'] / 3600:.2f} CPU-thread-hours)" if not hw.get("gpu") else ""
-        if tc.get("resumed_from") or tc.get("total_steps", tc.get("steps")) != tc.get("steps"):
-            compute += ", over resumed and continued runs"
-        add("Training compute", compute)
-    add("Wall time" + (" (last run)" if tc.get("resumed_from") else ""), _duration(tc.get("wall_time_seconds")))
-    if tc.get("samples_per_second"):
-        add("Throughput", f"{tc['samples_per_second']:.1f} samples/s")
-    if isinstance(tc.get("final_loss"), (int, float)):
-        first = tc.get("initial_loss")
-        add(
-            "Final loss",
-            f"{tc['final_loss']:.4f} (mean of the last steps" + (f"; first steps {first:.4f})" if isinstance(first, (int, float)) else ")"),
-        )
-    add("Seed", args.get("seed"))
-    versions = hw.get("versions") or {}
-    add("Library versions", ", ".join(f"{k} {v}" for k, v in versions.items()))
-    return [(name, _cell(_num(value) if not isinstance(value, str) else value)) for name, value in rows]
-
-
-# `glyffuser evaluate` result keys -> (card name, how to read it). Other numeric top-level keys get a plain row.
-_METRICS = {
-    "fgd": ("Fréchet glyph distance (FGD)", "lower is better"),
-    "kid": ("Kernel distance (KID)", "lower is better"),
-    "adherence": ("Radical adherence", "higher is better"),
-    "probe_adherence": ("Probe-prompt adherence", "higher is better"),
-}
-_METRIC_ALIASES = {"frechet_glyph_distance": "fgd", "radical_adherence": "adherence"}
-# Shown inside other rows, or not numbers worth a row (and never strings: they can be local paths).
-_METRIC_SKIP = {
-    "kid_std", "real_floor", "base_rate", "base_radical", "base_character", "judge_accuracy_real",
-    "probe_base_rate", "probe_samples", "probes", "seconds", "judge", "model", "dataset", "sampler",
-    "image_size", "resized_to_judge", "num_generated", "num_real", "ink", "train_prompts", "sensitivity",
-}  # fmt: skip
-
-
-def _text_and_ink_rows(m: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """Rows that expose a prompt-blind model or wrong paper: train-prompt adherence, sensitivity, ink."""
-    rows = []
-    train = m.get("train_prompts") if isinstance(m.get("train_prompts"), Mapping) else {}
-    if isinstance(train.get("adherence"), (int, float)):
-        note = f"higher is better; definitions of {train.get('num', '?')} training characters"
-        if isinstance(train.get("base_rate"), (int, float)):
-            note += f"; prompt-blind base rate {_num(train['base_rate'])}"
-        rows.append(("Train-prompt adherence", _num(train["adherence"]), _cell(note)))
-    sens = m.get("sensitivity") if isinstance(m.get("sensitivity"), Mapping) else {}
-    if isinstance(sens.get("prompt_sensitivity"), (int, float)):
-        rows.append((
-            "Prompt sensitivity", _num(sens["prompt_sensitivity"]),
-            "change when only the prompt changes / when only the seed changes; ≈ 0: the text is ignored",
-        ))
-    ink = m.get("ink") if isinstance(m.get("ink"), Mapping) else {}
-    gen, real = ink.get("generated") or {}, ink.get("real") or {}
-    for key, name in (("mean_pixel", "Mean pixel (white = 1)"), ("ink_fraction", "Ink fraction")):
-        if isinstance(gen.get(key), (int, float)):
-            note = f"real glyphs {_num(real[key])}" if isinstance(real.get(key), (int, float)) else ""
-            rows.append((name, _num(gen[key]), note))
-    return rows
-
-
-def _metric_rows(metrics: Mapping[str, Any] | None) -> tuple[list[tuple[str, str, str]], str | None]:
-    """Rows of the evaluation table (a plain dict or a `glyffuser evaluate` result) and a note on how it was scored."""
-    m = {_METRIC_ALIASES.get(str(k).lower(), str(k).lower()): v for k, v in (metrics or {}).items()}
-    floor = m.get("real_floor") if isinstance(m.get("real_floor"), Mapping) else {}
-    rows = []
-    for key, (name, note) in _METRICS.items():
-        value = m.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        text = _num(value)
-        if key == "kid" and isinstance(m.get("kid_std"), (int, float)):
-            text += f" ± {m['kid_std']:.2g}"
-        extra = []
-        if key in ("fgd", "kid") and isinstance(floor.get(key), (int, float)):
-            extra.append(f"real-vs-real floor {_num(floor[key])}")
-        if key == "adherence":
-            if isinstance(m.get("base_rate"), (int, float)):
-                extra.append(f"prompt-blind base rate {_num(m['base_rate'])}")
-            if isinstance(m.get("judge_accuracy_real"), (int, float)):
-                extra.append(f"judge on real glyphs {_num(m['judge_accuracy_real'])}")
-        if key == "probe_adherence" and isinstance(m.get("probe_base_rate"), (int, float)):
-            extra.append(f"prompt-blind base rate {_num(m['probe_base_rate'])}")
-        rows.append((name, text, _cell("; ".join([note, *extra]))))
-    rows.extend(_text_and_ink_rows(m))
-    for key, value in m.items():
-        if key in _METRICS or key in _METRIC_SKIP or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        rows.append((_cell(key.replace("_", " ")), _num(value), ""))
-    sampler = m.get("sampler") if isinstance(m.get("sampler"), Mapping) else {}
-    note = None
-    if sampler:
-        note = (
-            f"Scored on {_num(m['num_generated']) + ' ' if isinstance(m.get('num_generated'), int) else ''}held-out "
-            f"definitions with `{_cell(sampler.get('class', '?'))}`, {sampler.get('num_inference_steps', '?')} steps, "
-            f"guidance scale {sampler.get('guidance_scale', '?')}, seed {sampler.get('seed', '?')} (`glyffuser evaluate`)."
-        )
-    return rows, note
-
-
+# ============================================================================================ published records
 def _is_local_path(value: str) -> bool:
     return value.startswith(("/", "~", "./", "../", "\\")) or bool(re.match(r"^[A-Za-z]:[\\/]", value)) or (
         ("/" in value or os.sep in value) and os.path.exists(value)
@@ -642,89 +301,6 @@ def without_local_paths(value: Any) -> Any:
     if isinstance(value, str) and _is_local_path(value):
         return "<local path>"
     return value
-
-
-def _sample_caption(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
-    args = tc.get("args") or {}
-    prompts = args.get("validation_prompts")
-    if not prompts:
-        return "Samples from the model."
-    quoted = ", ".join(f"“{_cell(p)}”" for p in prompts)
-    return (
-        f"End-of-training samples, one row per prompt ({quoted}), {args.get('num_validation_images', '?')} seeds each; "
-        f"`{facts['scheduler_class']}`, {args.get('validation_inference_steps', '?')} steps, guidance scale "
-        f"{args.get('validation_guidance_scale', '?')}."
-    )
-
-
-def make_model_card(
-    folder: str | os.PathLike,
-    repo_id: str,
-    training_config: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, Any] | None = None,
-    sample_grid: str | None = None,
-    sample_caption: str | None = None,
-    dataset_id: str | None = None,
-) -> ModelCard:
-    """Fill `model_card/README.md.jinja` for the pipeline saved in `folder` (no network).
-
-    Args:
-        folder: a saved pipeline (configs and safetensors headers are read for the facts).
-        repo_id: where it goes; used in the snippets.
-        training_config: the training run's `training_config.json` (adds the training table).
-        metrics: e.g. `{"fgd": ..., "kid": ..., "adherence": ...}` (adds the evaluation table).
-        sample_grid: file name of the sample grid in the repo (e.g. `samples.png`), shown in the card.
-        sample_caption: caption of the grid (default: from the training run's validation settings).
-        dataset_id: Hub dataset the model was trained on (default: the training dataset if it is a Hub id).
-    """
-    import jinja2
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from . import __version__
-
-    tc = dict(training_config or {})
-    facts = pipeline_facts(folder, tc)
-    dataset_id = dataset_id or _dataset_id(tc)
-    base_model = _hub_id((tc.get("args") or {}).get("pretrained_model_name_or_path"))
-    data = ModelCardData(
-        library_name="diffusers",
-        pipeline_tag="text-to-image",
-        license=LICENSE,
-        language=["en"],
-        tags=list(CARD_TAGS),
-        datasets=[dataset_id] if dataset_id else None,
-        base_model=base_model,  # only a glyph pipeline this was fine-tuned from, never the frozen text encoder
-        text_encoder=facts["text_encoder_id"],  # custom key: the frozen encoder bundled in text_encoder/
-    )
-    template = resources.files("glyph_pipeline.model_card").joinpath(CARD_TEMPLATE).read_text(encoding="utf-8")
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined, autoescape=False)  # fmt: skip
-    small = isinstance(facts["resolution"], int) and facts["resolution"] <= 32
-    metric_rows, metrics_note = _metric_rows(metrics)
-    content = env.from_string(template).render(
-        card_data=data.to_yaml(),
-        title=repo_id.split("/")[-1],
-        repo_id=repo_id,
-        license=LICENSE,
-        facts=facts,
-        remote_code_file=facts["remote_code_file"],
-        glyffuser_version=__version__,
-        recommended={"steps": RECOMMENDED_STEPS, "guidance": RECOMMENDED_GUIDANCE, "sampler": RECOMMENDED_SAMPLER},
-        sample_grid=sample_grid,
-        sample_caption=sample_caption or _sample_caption(tc, facts),
-        training_rows=_training_rows(tc, facts) if tc else [],
-        training_command=tc.get("command") if isinstance(tc.get("command"), str) else None,
-        metric_rows=metric_rows,
-        metrics_note=metrics_note,
-        dataset_label=f"[`{dataset_id}`]({_endpoint()}/datasets/{dataset_id})" if dataset_id else None,
-        small_model_note=(
-            f"This is a small {facts['resolution']} px model sized for CPU training: expect soft, simplified strokes. "
-            "The original glyffuser architecture is the `glyffuser-128` preset (a GPU job)."
-            if small
-            else None
-        ),
-    )
-    return ModelCard(content)
 
 
 # ============================================================================================ push
@@ -767,7 +343,7 @@ def _load_training_config(folder: Path, training_config: Mapping[str, Any] | str
         if training_config is not None:
             raise HubError(f"training_config {path} does not exist.")
         return None
-    data = _read_json(path)
+    data = read_json(path)
     if data is None:
         raise HubError(f"{path} is not a JSON object; fix or remove it.")
     return data
@@ -834,7 +410,7 @@ def push_pipeline_folder(
         raise HubPushError(f"No Hugging Face token found to push to {repo_id!r}: {_LOGIN_HINT}.", retry)
     tc = _load_training_config(root, training_config)
     if metrics is None:
-        metrics = _read_json(root / METRICS_FILE)
+        metrics = read_json(root / METRICS_FILE)
     elif metrics:
         write_text(root / METRICS_FILE, json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n")
     if sample_grid is None:
@@ -938,7 +514,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         metrics = None
         if args.metrics is not None:
-            metrics = _read_json(args.metrics)
+            metrics = read_json(args.metrics)
             if metrics is None:
                 raise HubError(f"--metrics {args.metrics} is not a readable JSON object.")
         if args.dry_run:
@@ -948,7 +524,7 @@ def run(args: argparse.Namespace) -> int:
             grid = args.sample_grid or next(
                 (p for p in (root / SAMPLES_FILE, root / "validation" / "final.png") if p.is_file()), None
             )
-            content = make_model_card(root, args.repo_id, tc, metrics or _read_json(root / METRICS_FILE),
+            content = make_model_card(root, args.repo_id, tc, metrics or read_json(root / METRICS_FILE),
                                       SAMPLES_FILE if grid else None, None, args.dataset).content  # fmt: skip
             check_no_token(content, resolve_token(args.token), "the model card")
             print(content)

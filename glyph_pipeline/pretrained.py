@@ -97,14 +97,15 @@ def export_slim(
     """Write `source` (a trained pipeline folder) to `dest` as a shipped model: UNet in fp16 safetensors, no
     text encoder (loaded by name from `text_encoder_source`), plus its training record, metrics and card.
 
-    The card is our model card (`glyph_pipeline.hub.make_model_card`) with the samples grid of the run.
+    The card is our model card (`glyph_pipeline.model_card.make_model_card`) with the samples grid of the run.
     """
     import shutil
 
     import torch
 
     from .atomic import write_text
-    from .hub import SAMPLES_FILE, make_model_card, without_local_paths
+    from .hub import SAMPLES_FILE, without_local_paths
+    from .model_card import make_model_card
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
     src, out = Path(source), Path(dest)

@@ -54,6 +54,11 @@ SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule
 RECOMMENDED_SAMPLER = "dpmsolver++"
 RECOMMENDED_STEPS = DEFAULT_NUM_INFERENCE_STEPS
 RECOMMENDED_GUIDANCE = DEFAULT_GUIDANCE_SCALE
+#: RECOMMENDED_SAMPLER in words, for model cards.
+RECOMMENDED_SAMPLER_DESCRIPTION = (
+    'DPM-Solver++ 2M (`DPMSolverMultistepScheduler`, `algorithm_type="dpmsolver++"`, `solver_order=2`) with '
+    "dynamic thresholding (`thresholding=True, sample_max_value=1.0`)"
+)
 
 
 def noise_schedule(

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on how pytest was invoked
     import hub_fixtures  # type: ignore[no-redef]
     from hub_server import LocalHub  # type: ignore[no-redef]
 
-from glyph_pipeline import hub
+from glyph_pipeline import hub, model_card
 
 run_hub_python = hub_fixtures.run_hub_python
 HUB_TOKEN, READ_TOKEN, HUB_USER = hub_fixtures.HUB_TOKEN, hub_fixtures.READ_TOKEN, hub_fixtures.HUB_USER
@@ -204,7 +204,7 @@ def test_model_card_and_upload_list_without_network(saved_pipeline_dir, pipeline
     run_dir = _make_run_dir(saved_pipeline_dir, tmp_path / "run")
     assert hub.files_to_upload(run_dir) == sorted(pipeline_files + ["training_config.json"])
 
-    card = hub.make_model_card(run_dir, "user/glyffuser-tiny", TRAINING_CONFIG, EVALUATION, sample_grid="samples.png")
+    card = model_card.make_model_card(run_dir, "user/glyffuser-tiny", TRAINING_CONFIG, EVALUATION, sample_grid="samples.png")
     text = card.content
     data = _check_card(text, "user/glyffuser-tiny")
     assert data["datasets"] == ["user/glyphs"]
@@ -243,12 +243,12 @@ def test_model_card_and_upload_list_without_network(saved_pipeline_dir, pipeline
     config = json.loads(json.dumps(TRAINING_CONFIG))
     config["text_encoder"]["name_or_path"] = "minilm"
     config["args"]["pretrained_model_name_or_path"] = "user/glyffuser-base"
-    data = hub.make_model_card(run_dir, "user/x", config).data.to_dict()
+    data = model_card.make_model_card(run_dir, "user/x", config).data.to_dict()
     assert data["text_encoder"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert data["base_model"] == "user/glyffuser-base"
 
     # Without a training record the card still describes the saved model (what pipe.push_to_hub gets).
-    bare = hub.make_model_card(saved_pipeline_dir, "user/bare").content
+    bare = model_card.make_model_card(saved_pipeline_dir, "user/bare").content
     _check_card(bare, "user/bare")
     assert "## Training\n" not in bare and "![" not in bare
     assert "| Resolution | 16×16 px, 1 channel (ink −1, paper +1) |" in bare
@@ -301,8 +301,8 @@ def test_a_hand_written_card_is_kept_unless_regenerate(saved_pipeline_dir, tmp_p
 def test_card_template_ships_as_package_data():
     from importlib import resources
 
-    template = resources.files("glyph_pipeline.model_card").joinpath(hub.CARD_TEMPLATE).read_text(encoding="utf-8")
-    assert template.startswith("---\n{{ card_data }}\n---\n") and hub.CARD_MARKER in template
+    template = resources.files("glyph_pipeline.model_card").joinpath(model_card.CARD_TEMPLATE).read_text(encoding="utf-8")
+    assert template.startswith("---\n{{ card_data }}\n---\n") and model_card.CARD_MARKER in template
 
 
 # ============================================================================================ end to end

@@ -181,7 +181,7 @@ def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, loca
     """`--eval_judge` runs `glyffuser evaluate` on the saved pipeline; metrics.json feeds the pushed card."""
     from hub_fixtures import hub_env
 
-    from glyph_pipeline import hub
+    from glyph_pipeline import hub, model_card
     from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
 
     eval_data = save_dataset(
@@ -210,8 +210,8 @@ def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, loca
     # The card shows the numbers; the published metrics.json is the local one without the machine's paths.
     card = local_hub.read_file(repo, "README.md").decode()
     assert "## Evaluation" in card
-    assert f"| Fréchet glyph distance (FGD) | {hub._num(metrics['fgd'])} |" in card
-    assert f"| Radical adherence | {hub._num(metrics['adherence'])} |" in card
+    assert f"| Fréchet glyph distance (FGD) | {model_card._num(metrics['fgd'])} |" in card
+    assert f"| Radical adherence | {model_card._num(metrics['adherence'])} |" in card
     published = json.loads(local_hub.read_file(repo, "metrics.json"))
     assert published == hub.without_local_paths(metrics) and published["judge"]["path"] == "<local path>"
     for name in local_hub.list_files(repo):
@@ -478,7 +478,7 @@ def test_fine_tune_a_saved_pipeline(assets, saved_pipeline_dir, tmp_path, in_pro
     assert again["samples_seen"] == 2 * record["samples_seen"] == 16
     assert again["thread_seconds"] > record["thread_seconds"] > 0
     assert again["epochs"] == pytest.approx(2 * record["epochs"])
-    from glyph_pipeline.hub import make_model_card
+    from glyph_pipeline.model_card import make_model_card
 
     card = make_model_card(tmp_path / "again", "user/x", json.loads((tmp_path / "again" / "training_config.json").read_text())).content
     assert "| Training steps | 4 (" in card and "2 of them before the initial weights were saved" in card
