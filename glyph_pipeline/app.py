@@ -153,7 +153,13 @@ def validate_request(
     """Check every input before any compute: (request, warnings) or `AppInputError` with a message that names
     the fix. With `scheduler_config` (the model's), the step count is also checked against the sampler."""
     from .figures import steps_problem
-    from .schedulers import RECOMMENDED_SAMPLER, SCHEDULERS, sampling_scheduler
+    from .schedulers import (
+        RECOMMENDED_GUIDANCE,
+        RECOMMENDED_SAMPLER,
+        RECOMMENDED_STEPS,
+        SCHEDULERS,
+        sampling_scheduler,
+    )
 
     if definitions is not None and not isinstance(definitions, str):
         raise AppInputError("Definitions must be text: English definitions, one per line.")
@@ -166,9 +172,9 @@ def validate_request(
     if sampler not in SCHEDULERS:
         raise AppInputError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SCHEDULERS)}.")
 
-    steps = _whole_number("Steps", steps, f"Try 20 with {RECOMMENDED_SAMPLER}.")
+    steps = _whole_number("Steps", steps, f"Try {RECOMMENDED_STEPS} with {RECOMMENDED_SAMPLER}.")
     if steps < 1:
-        raise AppInputError(f"Steps must be at least 1, got {steps}. Try 20 with {RECOMMENDED_SAMPLER}.")
+        raise AppInputError(f"Steps must be at least 1, got {steps}. Try {RECOMMENDED_STEPS} with {RECOMMENDED_SAMPLER}.")
     if steps > limits.max_steps:
         raise AppInputError(f"Steps must be at most {limits.max_steps} on this machine, got {steps}.")
     if scheduler_config is not None:
@@ -179,10 +185,13 @@ def validate_request(
     try:
         guidance = float(guidance)
     except (TypeError, ValueError):
-        raise AppInputError("Guidance must be a number, e.g. 3 (1 or less turns guidance off).") from None
+        raise AppInputError(
+            f"Guidance must be a number, e.g. {RECOMMENDED_GUIDANCE:g} (1 or less turns guidance off)."
+        ) from None
     if not math.isfinite(guidance) or guidance < 0 or guidance > limits.max_guidance:
         raise AppInputError(
-            f"Guidance {guidance:g} is outside the useful range 0 to {limits.max_guidance:g}: about 3 works best, "
+            f"Guidance {guidance:g} is outside the useful range 0 to {limits.max_guidance:g}: about "
+            f"{RECOMMENDED_GUIDANCE:g} works best, "
             "1 or less turns guidance off."
         )
     seed = _whole_number("Seed", seed, f"Use 0 to {MAX_SEED}.")
@@ -604,7 +613,7 @@ def build_demo(app: GlyphApp):
     import torch
 
     from .figures import FigureError
-    from .schedulers import RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
+    from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
 
     # gr.Progress(track_tqdm=True) below patches tqdm; progress bars left over from loading would then fail in
     # their __del__ (a harmless but alarming "Exception ignored ... AttributeError" on the console): collect them.
@@ -665,7 +674,7 @@ def build_demo(app: GlyphApp):
                     steps = gr.Number(
                         value=RECOMMENDED_STEPS, precision=0, label=f"Steps (1–{limits.max_steps})", elem_id="steps"
                     )
-                    guidance = gr.Number(value=3.0, label="Guidance (≤ 1: off)", elem_id="guidance")
+                    guidance = gr.Number(value=RECOMMENDED_GUIDANCE, label="Guidance (≤ 1: off)", elem_id="guidance")
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
                     per_prompt = gr.Number(value=4, precision=0, label="Images per prompt", elem_id="images-per-prompt")

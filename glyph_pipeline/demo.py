@@ -62,6 +62,8 @@ def find_training_script() -> Path:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from .schedulers import RECOMMENDED_STEPS
+
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: demo-output/)")
     parser.add_argument(
         "--model", default=None, help="pipeline folder or Hub repo for the figures (default: the shipped pretrained/tiny-32)"
@@ -77,7 +79,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="default: 1e-3 (tiny model, short run)")
     parser.add_argument("--text-encoder", default="minilm", help="default: minilm (offline all-MiniLM-L6-v2)")
     parser.add_argument("--ddpm-steps", type=int, default=50, help="DDPM sampling steps (default: 50)")
-    parser.add_argument("--sde-steps", type=int, default=20, help="DPMSolverSDE sampling steps (default: 20)")
+    parser.add_argument(
+        "--sde-steps", type=int, default=RECOMMENDED_STEPS, help=f"DPMSolverSDE sampling steps (default: {RECOMMENDED_STEPS})"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads", type=int, default=None,
@@ -112,6 +116,8 @@ def build_dataset(out: Path, num_chars: int, seed: int) -> Path:
 
 
 def train(out: Path, dataset: Path, args: argparse.Namespace) -> Path:
+    from .schedulers import RECOMMENDED_STEPS
+
     script = find_training_script()
     config = script.parent / "accelerate_configs" / "cpu.yaml"
     model = out / "model"
@@ -122,7 +128,7 @@ def train(out: Path, dataset: Path, args: argparse.Namespace) -> Path:
         "--learning_rate", str(args.learning_rate), "--lr_scheduler", "cosine", "--lr_warmup_steps",
         str(min(50, args.steps // 10)), "--use_ema", "--ema_decay", "0.995", "--seed", str(args.seed),
         "--checkpointing_steps", str(max(50, args.steps // 2)), "--checkpoints_total_limit", "1",
-        "--validation_steps", "0", "--num_validation_images", "1", "--validation_inference_steps", "20",
+        "--validation_steps", "0", "--num_validation_images", "1", "--validation_inference_steps", str(RECOMMENDED_STEPS),
         "--embedding_cache_dir", str(out / "text-embedding-cache"),
         "--resume_from_checkpoint", "latest", "--output_dir", str(model),
     ]
@@ -141,6 +147,8 @@ def sample(model: Path, prompts: list[str], args: argparse.Namespace):
     import torch
     from diffusers import DDPMScheduler, DiffusionPipeline, DPMSolverSDEScheduler
 
+    from .schedulers import RECOMMENDED_GUIDANCE
+
     t0 = time.perf_counter()
     pipe = DiffusionPipeline.from_pretrained(str(model), trust_remote_code=True)
     pipe.set_progress_bar_config(disable=True)
@@ -154,7 +162,8 @@ def sample(model: Path, prompts: list[str], args: argparse.Namespace):
         pipe.scheduler = scheduler
         generators = [torch.Generator().manual_seed(args.seed + i) for i in range(len(prompts))]
         t = time.perf_counter()
-        rows[label] = pipe(prompts, num_inference_steps=steps, guidance_scale=3.0, generator=generators).images
+        rows[label] = pipe(prompts, num_inference_steps=steps, guidance_scale=RECOMMENDED_GUIDANCE,
+                          generator=generators).images
         print(f"[3/4] sampled {len(prompts)} prompts with {label} in {time.perf_counter() - t:.1f}s")
     print(f"[3/4] sampling: {time.perf_counter() - t0:.1f}s")
     return rows

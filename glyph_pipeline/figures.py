@@ -273,6 +273,15 @@ def check_positive(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def with_recommended(num_inference_steps: int | None = None, guidance_scale: float | None = None) -> tuple[int, float]:
+    """The sampling settings given, None replaced by the recommended ones (`schedulers.RECOMMENDED_STEPS` and
+    `RECOMMENDED_GUIDANCE`, the pipeline's defaults; imported here so that importing figures stays light)."""
+    from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
+
+    steps = RECOMMENDED_STEPS if num_inference_steps is None else num_inference_steps
+    return steps, RECOMMENDED_GUIDANCE if guidance_scale is None else guidance_scale
+
+
 def check_guidance(value: Any) -> float:
     if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
         raise FigureError(f"guidance must be a number >= 0 (<= 1 turns guidance off), got {value!r}.")
@@ -372,8 +381,8 @@ def generate_grid(
     pipe: GlyphDiffusionPipeline,
     prompts: str | Sequence[str],
     num_images: int = 1,
-    num_inference_steps: int = 20,
-    guidance_scale: float = 3.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     seed: int = 0,
     cell_size: int = 128,
     cols: int | None = None,
@@ -388,6 +397,7 @@ def generate_grid(
     prompts = check_prompts(prompts)
     check_positive("num_images", num_images)
     check_positive("cell_size", cell_size, 8)
+    num_inference_steps, guidance_scale = with_recommended(num_inference_steps, guidance_scale)
     guidance_scale = check_guidance(guidance_scale)
     check_steps(pipe.scheduler, num_inference_steps)
     jobs = [(p, seed + j) for p in prompts for j in range(num_images)]
@@ -436,8 +446,8 @@ class DenoisingTrajectory(NamedTuple):
 def denoising_trajectory(
     pipe: GlyphDiffusionPipeline,
     prompt: str,
-    num_inference_steps: int = 20,
-    guidance_scale: float = 3.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     seed: int = 0,
 ) -> DenoisingTrajectory:
     """Run the pipeline once and record x_t and x̂0 at every step through `callback_on_step_end`.
@@ -447,6 +457,7 @@ def denoising_trajectory(
     the next UNet input. The same seed gives the same image as `pipe(prompt, generator=manual_seed(seed))`.
     """
     (prompt,) = check_prompts(prompt)
+    num_inference_steps, guidance_scale = with_recommended(num_inference_steps, guidance_scale)
     check_steps(pipe.scheduler, num_inference_steps)
     noise, generators = _initial_noise(pipe, [seed])
     after: list[torch.Tensor] = []
@@ -505,8 +516,8 @@ def _animation_frame(
 def denoising_frames(
     pipe: GlyphDiffusionPipeline,
     prompt: str,
-    num_inference_steps: int = 20,
-    guidance_scale: float = 3.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     seed: int = 0,
     frame_size: int = 256,
 ) -> list[Image.Image]:
@@ -572,7 +583,7 @@ def steps_grid(
     prompt: str,
     steps_list: Sequence[int] = DEFAULT_STEPS_LIST,
     schedulers: Sequence[str] | None = None,
-    guidance_scale: float = 3.0,
+    guidance_scale: float | None = None,
     seed: int = 0,
     cell_size: int = 96,
     progress: bool = True,
@@ -590,7 +601,7 @@ def steps_grid(
     if not steps_list:
         raise FigureError("steps_list is empty; pass step counts such as 1 2 3 5 10 20.")
     names = [check_scheduler_name(s) for s in schedulers] if schedulers else [None]
-    guidance_scale = check_guidance(guidance_scale)
+    guidance_scale = check_guidance(with_recommended(guidance_scale=guidance_scale)[1])
     original = pipe.scheduler
     base = original.config
     plans = []
@@ -751,7 +762,7 @@ def single_step_grid(
     pipe: GlyphDiffusionPipeline,
     prompt: str,
     seeds: Sequence[int] = DEFAULT_SEEDS,
-    guidance_scale: float = 3.0,
+    guidance_scale: float | None = None,
     cell_size: int = 96,
     compare_steps: int = 0,
 ) -> Image.Image:
@@ -767,7 +778,7 @@ def single_step_grid(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise FigureError("No seeds given; e.g. --seeds 0 1 2 3.")
-    guidance_scale = check_guidance(guidance_scale)
+    guidance_scale = check_guidance(with_recommended(guidance_scale=guidance_scale)[1])
     if compare_steps:
         check_steps(pipe.scheduler, compare_steps)
     original = pipe.scheduler
@@ -821,7 +832,7 @@ def _flat(groups: Sequence[Sequence[int]] | None) -> list[int] | None:
 
 
 def _add_model_args(parser: argparse.ArgumentParser, steps: bool = True, scheduler_nargs: str | None = None) -> None:
-    from .schedulers import RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
+    from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
 
     parser.add_argument(
         "--model", default=None,
@@ -834,8 +845,13 @@ def _add_model_args(parser: argparse.ArgumentParser, steps: bool = True, schedul
         f"(default: {RECOMMENDED_SAMPLER})",
     )
     if steps:
-        parser.add_argument("--steps", type=int, default=RECOMMENDED_STEPS, help="denoising steps (default: 20)")
-    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default: 3)")
+        parser.add_argument(
+            "--steps", type=int, default=RECOMMENDED_STEPS, help=f"denoising steps (default: {RECOMMENDED_STEPS})"
+        )
+    parser.add_argument(
+        "--guidance", type=float, default=RECOMMENDED_GUIDANCE,
+        help=f"classifier-free guidance scale (default: {RECOMMENDED_GUIDANCE:g})",
+    )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 

@@ -46,6 +46,7 @@ from .judge import (
     to_judge_tensor,
 )
 from .pretrained import NotAPipelineError, load_glyph_pipeline
+from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -320,8 +321,8 @@ def glyph_scores(
 def generate_glyphs(
     pipe: GlyphDiffusionPipeline,
     prompts: Sequence[str],
-    num_inference_steps: int = 20,
-    guidance_scale: float = 3.0,
+    num_inference_steps: int = RECOMMENDED_STEPS,
+    guidance_scale: float = RECOMMENDED_GUIDANCE,
     seed: int = 0,
     batch_size: int = 32,
     seeds: Sequence[int] | None = None,
@@ -403,8 +404,8 @@ def evaluate_pipeline(
     judge: GlyphJudge | str | os.PathLike,
     dataset: str | os.PathLike | Dataset | DatasetDict,
     num_samples: int = DEFAULT_NUM_SAMPLES,
-    num_inference_steps: int = 20,
-    guidance_scale: float = 3.0,
+    num_inference_steps: int = RECOMMENDED_STEPS,
+    guidance_scale: float = RECOMMENDED_GUIDANCE,
     seed: int = 0,
     batch_size: int = 32,
     scheduler: str | None = None,
@@ -655,15 +656,18 @@ def write_json(result: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of ``glyffuser evaluate``."""
-    from .schedulers import RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
+    from .schedulers import RECOMMENDED_SAMPLER, SCHEDULERS
 
     parser.add_argument("--model", required=True, help="saved glyph pipeline folder or Hub repo id")
     parser.add_argument("--judge", required=True, help="judge folder from `glyffuser train-judge`")
     parser.add_argument("--dataset", required=True, help="glyph dataset with a held-out 'test' split")
     parser.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES, help="held-out prompts (default: 256)")
     parser.add_argument("--scheduler", default=RECOMMENDED_SAMPLER, choices=list(SCHEDULERS), help="sampler")
-    parser.add_argument("--steps", type=int, default=RECOMMENDED_STEPS, help="inference steps (default: 20)")
-    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (<= 1: off)")
+    parser.add_argument("--steps", type=int, default=RECOMMENDED_STEPS, help=f"inference steps (default: {RECOMMENDED_STEPS})")
+    parser.add_argument(
+        "--guidance", type=float, default=RECOMMENDED_GUIDANCE,
+        help=f"classifier-free guidance scale (default: {RECOMMENDED_GUIDANCE:g}; <= 1: off)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--probe-samples", type=int, default=8, help="samples per probe prompt (0: skip probes)")

@@ -75,7 +75,15 @@ from glyph_pipeline import GlyphDiffusionPipeline
 from glyph_pipeline.atomic import atomic_output, move_into_place, write_text
 from glyph_pipeline.embeddings import cache_text_embeddings, default_cache_dir, encoder_fingerprint
 from glyph_pipeline.presets import PRESETS, downsampling_factor, unet_config
-from glyph_pipeline.schedulers import SCHEDULERS, noise_schedule, sampling_scheduler, training_scheduler
+from glyph_pipeline.schedulers import (
+    RECOMMENDED_GUIDANCE,
+    RECOMMENDED_SAMPLER,
+    RECOMMENDED_STEPS,
+    SCHEDULERS,
+    noise_schedule,
+    sampling_scheduler,
+    training_scheduler,
+)
 from glyph_pipeline.text_encoders import (
     DEFAULT_TEXT_ENCODER,
     OFFLINE_TEXT_ENCODER,
@@ -212,17 +220,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     val.add_argument("--validation_prompts", nargs="+", default=None, help=f"default: {DEFAULT_VALIDATION_PROMPTS}")
     val.add_argument("--validation_steps", type=int, default=500, help="sample every N steps (0: only at the end)")
     val.add_argument("--num_validation_images", type=int, default=4, help="images per prompt")
-    val.add_argument("--validation_scheduler", default="dpmsolver++", help=f"one of: {', '.join(SCHEDULERS)}")
-    val.add_argument("--validation_inference_steps", type=int, default=20)
-    val.add_argument("--validation_guidance_scale", type=float, default=3.0)
+    val.add_argument("--validation_scheduler", default=RECOMMENDED_SAMPLER, help=f"one of: {', '.join(SCHEDULERS)}")
+    val.add_argument("--validation_inference_steps", type=int, default=RECOMMENDED_STEPS)
+    val.add_argument("--validation_guidance_scale", type=float, default=RECOMMENDED_GUIDANCE)
 
     ev = parser.add_argument_group("evaluation (`glyffuser evaluate` on the final pipeline; numbers go on the model card)")
     ev.add_argument("--eval_judge", default=None, help="glyph judge folder (`glyffuser train-judge`); enables the evaluation")
     ev.add_argument("--eval_dataset", default=None, help="dataset with a held-out 'test' split (default: --dataset)")
     ev.add_argument("--eval_num_samples", type=int, default=256, help="held-out prompts scored (FGD compares equal n)")
-    ev.add_argument("--eval_scheduler", default="dpmsolver++", help="sampler for the evaluation (a --validation_scheduler name)")
-    ev.add_argument("--eval_inference_steps", type=int, default=20)
-    ev.add_argument("--eval_guidance_scale", type=float, default=3.0)
+    ev.add_argument("--eval_scheduler", default=RECOMMENDED_SAMPLER, help="sampler for the evaluation (a --validation_scheduler name)")
+    ev.add_argument("--eval_inference_steps", type=int, default=RECOMMENDED_STEPS)
+    ev.add_argument("--eval_guidance_scale", type=float, default=RECOMMENDED_GUIDANCE)
     ev.add_argument("--eval_probe_samples", type=int, default=8, help="samples per probe prompt ('gold' -> 金 ...; 0: skip)")
 
     out = parser.add_argument_group("output")
@@ -1111,7 +1119,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             write_text(output_dir / "debug_weight_hashes.json", json.dumps(hashes, indent=2) + "\n")
     if main_process:
         final_unet = unet_for_inference(accelerator, unet, ema)
-        pipe = build_pipeline(final_unet, parts, "dpmsolver++")
+        pipe = build_pipeline(final_unet, parts, RECOMMENDED_SAMPLER)
         pipe.save_pretrained(output_dir)
         grid = log_validation(pipe, args, accelerator, global_step, "final")
         wall = time.perf_counter() - t_start
