@@ -87,8 +87,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(args: list[str], config: str | None = "cpu.yaml", timeout: float = 900, **popen) -> subprocess.CompletedProcess:
-    """`accelerate launch --config_file <config> train_glyph_diffusion.py args` (or plain python if config is None)."""
+def launch(
+    args: list[str], config: str | None = "cpu.yaml", timeout: float = 900, env: dict[str, str] | None = None, **popen
+) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file <config> train_glyph_diffusion.py args` (or plain python if config is None),
+    with `env` added to the environment."""
     if config is None:
         cmd = [sys.executable, str(SCRIPT), *args]
     else:
@@ -96,7 +99,7 @@ def launch(args: list[str], config: str | None = "cpu.yaml", timeout: float = 90
         if "2proc" in config:
             cmd += ["--main_process_port", str(free_port())]
         cmd += [str(SCRIPT), *args]
-    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, **popen)
+    result = subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout, **popen)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}\nexit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
@@ -234,7 +237,7 @@ def test_resume_after_sigkill_is_exact(assets, tmp_path):
     proc_a = subprocess.Popen([*cmd, *common_args(assets, a_out, *extra)], env=ENV, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     proc_b = subprocess.Popen(
-        [*cmd, *common_args(assets, b_out, *extra, "--debug_pause_after_checkpoint")], env=ENV,
+        [*cmd, *common_args(assets, b_out, *extra)], env={**ENV, "GLYFFUSER_DEBUG_PAUSE_AFTER_CHECKPOINT": "1"},
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
     )
     try:
@@ -283,9 +286,10 @@ def test_two_cpu_processes_train_in_sync(assets, tmp_path):
         common_args(
             assets, out, "--train_batch_size", "4", "--max_train_steps", "4", "--checkpointing_steps", "2",
             "--checkpoints_total_limit", "1", "--validation_steps", "0", "--num_validation_images", "1",
-            "--use_ema", "--debug_weight_hashes",
+            "--use_ema",
         ),
         config="cpu_2proc.yaml",
+        env={"GLYFFUSER_DEBUG_WEIGHT_HASHES": "1"},
     )
     record = json.loads((out / "training_config.json").read_text())
     assert record["world_size"] == 2 and record["global_batch_size"] == 8, result.stdout[-2000:]
@@ -300,14 +304,15 @@ def test_two_cpu_processes_train_in_sync(assets, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- divergence
-def test_nan_loss_stops_and_keeps_last_checkpoint(assets, tmp_path, in_process):
+def test_nan_loss_stops_and_keeps_last_checkpoint(assets, tmp_path, in_process, monkeypatch):
     out = tmp_path / "nan"
     args = train.parse_args(
         common_args(
             assets, out, "--train_batch_size", "4", "--max_train_steps", "6", "--checkpointing_steps", "2",
-            "--validation_steps", "0", "--debug_nan_at_step", "3",
+            "--validation_steps", "0",
         )
     )
+    monkeypatch.setenv("GLYFFUSER_DEBUG_NAN_AT_STEP", "3")
     with pytest.raises(train.TrainingDiverged, match=r"Loss is nan at step 3.*checkpoint-2"):
         train.main(args)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2"]
@@ -367,6 +372,17 @@ def test_bad_input_exit_code_and_message_from_the_command_line(assets, tmp_path)
     assert result.returncode == 2
     assert "error: --caption_column 'nope' is not a column" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_test_hooks_come_from_the_environment_not_from_flags(assets, tmp_path, capsys):
+    argv = common_args(assets, tmp_path / "out")
+    for flag in (["--debug_nan_at_step", "3"], ["--debug_pause_after_checkpoint"], ["--debug_weight_hashes"]):
+        with pytest.raises(SystemExit) as exit_:
+            train.parse_args([*argv, *flag])
+        assert exit_.value.code == 2 and f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err
+    assert train.debug_hooks({}) == (None, False, False)
+    env = {"GLYFFUSER_DEBUG_NAN_AT_STEP": "3", "GLYFFUSER_DEBUG_PAUSE_AFTER_CHECKPOINT": "1", "GLYFFUSER_DEBUG_WEIGHT_HASHES": "0"}
+    assert train.debug_hooks(env) == (3, True, False)
 
 
 # ----------------------------------------------------------------------------------------------- pieces

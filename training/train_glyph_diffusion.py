@@ -51,8 +51,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import accelerate
 import datasets
@@ -247,16 +248,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hub.add_argument("--hub_private", action="store_true", help="create the repo private")
     hub.add_argument("--hub_revision", default=None, help="branch to push to (created if missing)")
 
-    # Test hooks (hidden): they never change what is computed.
-    parser.add_argument("--debug_nan_at_step", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--debug_pause_after_checkpoint", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--debug_weight_hashes", action="store_true", help=argparse.SUPPRESS)
-
     args = parser.parse_args(argv)
     args._argv = list(sys.argv[1:] if argv is None else argv)  # for the run record's command (token removed)
     if args.validation_prompts is None:
         args.validation_prompts = list(DEFAULT_VALIDATION_PROMPTS)
     return args
+
+
+class DebugHooks(NamedTuple):
+    """Test-only hooks. They come from the environment, not from flags, so they stay out of `--help`, the run
+    record and the command on the model card; none changes what is computed."""
+
+    nan_at_step: int | None  # the loss reads NaN from this step on (divergence handling)
+    pause_after_checkpoint: bool  # print a marker after each checkpoint, block on stdin (a test kills us there)
+    weight_hashes: bool  # write debug_weight_hashes.json: every rank's UNet and EMA digests
+
+
+def debug_hooks(environ: Mapping[str, str] = os.environ) -> DebugHooks:
+    """The hooks set by GLYFFUSER_DEBUG_NAN_AT_STEP=N, GLYFFUSER_DEBUG_PAUSE_AFTER_CHECKPOINT=1 and
+    GLYFFUSER_DEBUG_WEIGHT_HASHES=1."""
+    nan_at_step = environ.get("GLYFFUSER_DEBUG_NAN_AT_STEP")
+    return DebugHooks(
+        nan_at_step=int(nan_at_step) if nan_at_step else None,
+        pause_after_checkpoint=environ.get("GLYFFUSER_DEBUG_PAUSE_AFTER_CHECKPOINT", "") not in ("", "0"),
+        weight_hashes=environ.get("GLYFFUSER_DEBUG_WEIGHT_HASHES", "") not in ("", "0"),
+    )
 
 
 def check_numbers(args: argparse.Namespace) -> None:
@@ -853,6 +869,7 @@ def _cpu_only() -> bool:
 # =========================================================================================== main
 def main(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
+    debug = debug_hooks()
     # ---- 1. everything that can be wrong is checked before anything is written or trained
     check_numbers(args)
     check_output_dir(args.output_dir)
@@ -1054,7 +1071,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 loss = diffusion_loss(pred, target, timesteps, noise_scheduler, prediction_type, args.snr_gamma)
 
                 mean_loss = accelerator.gather(loss.detach().reshape(1)).mean()
-                if args.debug_nan_at_step is not None and global_step + 1 >= args.debug_nan_at_step:
+                if debug.nan_at_step is not None and global_step + 1 >= debug.nan_at_step:
                     mean_loss = mean_loss * float("nan")
                 if not torch.isfinite(mean_loss):
                     raise TrainingDiverged(
@@ -1089,7 +1106,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
                 update_clock()
                 last_checkpoint = save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
-                if args.debug_pause_after_checkpoint:
+                if debug.pause_after_checkpoint:
                     # Test hook: announce the finished checkpoint and block on stdin, so a test's SIGKILL
                     # lands at a known point (right after a save) without any timing guesswork.
                     print(f"PAUSED-AFTER-CHECKPOINT {global_step}", flush=True)
@@ -1109,7 +1126,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     # ---- 8. save the pipeline (main process), a final grid and the run record
     result: dict[str, Any] = {}
-    if args.debug_weight_hashes:
+    if debug.weight_hashes:
         digest = weights_digest(accelerator.unwrap_model(unet))
         ema_digest = None
         if ema is not None:
@@ -1127,7 +1144,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         final = float(np.mean(progress.recent_losses)) if progress.recent_losses else None
         result = {
             "command": command_line(args._argv),
-            "args": {k: v for k, v in vars(args).items() if "token" not in k and not k.startswith(("debug_", "_"))},
+            "args": {k: v for k, v in vars(args).items() if "token" not in k and not k.startswith("_")},
             "preset": args.unet_preset if not args.pretrained_model_name_or_path else None,
             "model_source": parts["source"],
             "unet_config": {k: v for k, v in dict(pipe.unet.config).items() if not k.startswith("_")},
