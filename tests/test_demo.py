@@ -5,7 +5,6 @@ the training itself is the training script's own tests (test_training.py, test_c
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +17,6 @@ from glyph_pipeline.cli import main
 from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
 REPO = Path(__file__).resolve().parents[1]
-
-# A stand-in for training/train_glyph_diffusion.py (GLYFFUSER_TRAIN_SCRIPT): "trains" by copying a saved tiny
-# pipeline into --output_dir, keeps its command line, and exits with $FAKE_TRAIN_EXIT.
-FAKE_TRAINER = """
-import json, os, shutil, sys
-argv = sys.argv[1:]
-out = argv[argv.index("--output_dir") + 1]
-shutil.copytree(os.environ["FAKE_TRAINED_PIPELINE"], out, dirs_exist_ok=True)
-with open(os.path.join(out, "argv.json"), "w") as f:
-    json.dump(argv, f)
-sys.exit(int(os.environ.get("FAKE_TRAIN_EXIT", "0")))
-"""
-
 
 def cell(grid: Image.Image, row: int, col: int, cell_size: int, caption_lines: int, head: int) -> np.ndarray:
     """Pixels of the glyph in tile (row, col) of a `figures.labelled_grid` whose title strip is `head` px high."""
@@ -89,28 +75,20 @@ def test_bad_input_fails_before_any_work(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.filterwarnings("ignore:Should have tb<=t1:UserWarning")  # torchsde's float32 vs float64 times
-def test_train_loop_builds_data_runs_the_training_script_and_samples_its_model(
-    saved_pipeline_dir, tmp_path, monkeypatch, capsys
-):
-    script = tmp_path / "training" / "fake_train.py"
-    (script.parent / "accelerate_configs").mkdir(parents=True)
-    shutil.copy2(REPO / "training" / "accelerate_configs" / "cpu.yaml", script.parent / "accelerate_configs")  # beside it
-    script.write_text(FAKE_TRAINER)
-    monkeypatch.setenv("GLYFFUSER_TRAIN_SCRIPT", str(script))
-    monkeypatch.setenv("FAKE_TRAINED_PIPELINE", str(saved_pipeline_dir))
+def test_train_loop_builds_data_runs_the_training_script_and_samples_its_model(tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
-    argv = ["demo", "--train", "--out", str(out), "--steps", "7", "--num-chars", "16", "--ddpm-steps", "2",
-            "--sde-steps", "2", "--threads", "1"]  # fmt: skip
-    assert main(argv) == 0
+    argv = ["demo", "--train", "--out", str(out), "--steps", "2", "--batch-size", "4", "--num-chars", "16",
+            "--ddpm-steps", "2", "--sde-steps", "2", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0  # the real training script, launched with accelerate, 2 steps
     log = capsys.readouterr().out
     assert "[1/4] dataset: 16 glyphs at 32 px" in log and "[4/4] grid:" in log
 
-    # The real training script's command: the demo dataset, tiny-32 with the offline encoder, resumable.
-    command = json.loads((out / "model" / "argv.json").read_text())
-    flags = {name: command[i + 1] for i, name in enumerate(command[:-1]) if name.startswith("--")}
-    assert flags["--dataset"] == str(out / "dataset") and flags["--output_dir"] == str(out / "model")
-    assert flags["--max_train_steps"] == "7" and flags["--resume_from_checkpoint"] == "latest"
-    assert flags["--unet_preset"] == "tiny-32" and flags["--text_encoder_name_or_path"] == "minilm"
+    # The training script's own record: the demo dataset, tiny-32 with the offline encoder, resumable.
+    record = json.loads((out / "model" / "training_config.json").read_text())
+    assert record["steps"] == 2 and record["dataset"]["rows"] < 16 and record["preset"] == "tiny-32"
+    args = record["args"]
+    assert args["dataset"] == str(out / "dataset") and args["resume_from_checkpoint"] == "latest"
+    assert args["text_encoder_name_or_path"] == "minilm"
 
     # The grid: a row per prompt (training, held-out, new), the font's glyph, then DDPM and DPMSolverSDE samples.
     columns = demo.pick_columns(out / "dataset", 0)
@@ -133,10 +111,12 @@ def test_train_loop_builds_data_runs_the_training_script_and_samples_its_model(
     for row, image in enumerate(ddpm):
         assert np.abs(cell(grid, row, 2, 96, 2, head) - fitted(image, 96)).max() <= 2, columns[row]["prompt"]
 
-    # A re-run reuses the dataset; a failing training run is an error, not a grid of an old model.
-    monkeypatch.setenv("FAKE_TRAIN_EXIT", "3")
+    # A re-run reuses the dataset and resumes; a failing training run (a NaN loss at step 3) is an error, not
+    # a grid of the old model.
+    monkeypatch.setenv("GLYFFUSER_DEBUG_NAN_AT_STEP", "3")
     (out / "demo-grid.png").unlink()
+    argv[argv.index("--steps") + 1] = "4"
     assert main(argv) == 1
     captured = capsys.readouterr()
-    assert "[1/4] dataset: reusing" in captured.out and "training failed (exit code 1)" in captured.err  # accelerate's
+    assert "[1/4] dataset: reusing" in captured.out and "training failed (exit code 1)" in captured.err
     assert not (out / "demo-grid.png").exists()
