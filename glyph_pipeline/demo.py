@@ -212,7 +212,7 @@ def article_figures(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads or idle_cores())
     # As a user without our package would: plain diffusers, the folder's own pipeline file as remote code.
-    pipe = DiffusionPipeline.from_pretrained(model, trust_remote_code=True, torch_dtype=torch.float32)
+    pipe = DiffusionPipeline.from_pretrained(model, trust_remote_code=True, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     print(f"[1/5] loaded {type(pipe).__name__} from {model} ({time.perf_counter() - t0:.1f}s; "
           f"text encoder {pipe.config.text_encoder_source or type(pipe.text_encoder).__name__})")

@@ -288,12 +288,12 @@ def test_save_variants_shards_and_pickles_load_back_like_diffusers(pipe, tmp_pat
     shards = [f for f in unet_files if f.startswith("diffusion_pytorch_model.fp16-") and f.endswith(".safetensors")]
     assert len(shards) > 1  # sharded, variant-named
     loaded = GlyphDiffusionPipeline.from_pretrained(
-        tmp_path / "v", variant="fp16", torch_dtype={"unet": torch.bfloat16, "default": torch.float32}
+        tmp_path / "v", variant="fp16", dtype={"unet": torch.bfloat16, "default": torch.float32}
     )
     assert loaded.unet.dtype == torch.bfloat16 and loaded.text_encoder.dtype == torch.float32
     loaded.set_progress_bar_config(disable=True)
     np.testing.assert_allclose(run(loaded), before, atol=0.1)  # bfloat16 UNet: same image, coarser numbers
-    full = GlyphDiffusionPipeline.from_pretrained(tmp_path / "v", variant="fp16", torch_dtype=torch.float32)
+    full = GlyphDiffusionPipeline.from_pretrained(tmp_path / "v", variant="fp16", dtype=torch.float32)
     full.set_progress_bar_config(disable=True)
     np.testing.assert_array_equal(run(full), before)
 
