@@ -43,7 +43,9 @@ def parse_setting(text: str) -> tuple[str, int, float]:
         name, steps, guidance = text.split(":")
         return name, int(steps), float(guidance)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--setting wants scheduler:steps:guidance, e.g. dpmsolver++:20:3, got {text!r}") from err
+        raise argparse.ArgumentTypeError(
+            f"--setting wants scheduler:steps:guidance, e.g. dpmsolver++:20:3, got {text!r}"
+        ) from err
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,14 +98,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:  # rewrite after every setting: a long run keeps what it has
                 write_json({"judge": str(args.judge), "judge_metrics": judge_metrics, "results": results}, args.out)
 
-    print("\n| model | sampler | FGD | real floor | KID | mean pixel (real) | adherence | judge on real | base rate | probes |")
+    print(
+        "\n| model | sampler | FGD | real floor | KID | mean pixel (real) | adherence | judge on real | base rate "
+        "| probes |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s, floor = r["sampler"], r.get("real_floor", {})
         print(
             f"| {r['model']} | {s['scheduler']}×{s['num_inference_steps']}, cfg {s['guidance_scale']:g} | "
             f"{r['fgd']:.2f} | {floor.get('fgd', float('nan')):.2f} | {r['kid']:.3g} | "
-            f"{r['ink']['generated']['mean_pixel']:.3f} ({r['ink']['real']['mean_pixel']:.3f}) | {r['adherence']:.3f} | "
+            f"{r['ink']['generated']['mean_pixel']:.3f} ({r['ink']['real']['mean_pixel']:.3f}) | "
+            f"{r['adherence']:.3f} | "
             f"{r['judge_accuracy_real']:.3f} | {r['base_rate']:.3f} | {r.get('probe_adherence', float('nan')):.3f} |"
         )
     if args.out:

@@ -46,7 +46,9 @@ UNETS = {
 
 
 def load_training_script():
-    spec = importlib.util.spec_from_file_location("train_glyph_diffusion", REPO / "training" / "train_glyph_diffusion.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_glyph_diffusion", REPO / "training" / "train_glyph_diffusion.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -181,7 +183,8 @@ def bench_unet(name, args, train, accelerator, pipe, texts, images, cache) -> No
     print(f"{'naive (' + args.naive + ' encode)':<28}{naive_t * 1e3:>10.1f}{args.batch / naive_t:>12.1f}")
     print(f"speed-up: {naive_t / ours_t:.2f}x   (naive spends {naive_encode * 1e3:.1f} ms/step preparing + encoding)")
     print(
-        f"our step: UNet forward {med(ours, 'forward') * 1e3:.1f} ms, backward+clip {med(ours, 'backward') * 1e3:.1f} ms, "
+        f"our step: UNet forward {med(ours, 'forward') * 1e3:.1f} ms, "
+        f"backward+clip {med(ours, 'backward') * 1e3:.1f} ms, "
         f"optimizer {med(ours, 'optimizer') * 1e3:.1f} ms, data+noise {med(ours, 'prep') * 1e3:.2f} ms "
         f"-> UNet/optimizer share {unet_share:.1%}"
     )

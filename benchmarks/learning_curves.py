@@ -35,8 +35,8 @@ SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
 CPU_CONFIG = REPO / "training" / "accelerate_configs" / "cpu.yaml"
 POOLED_TEXT = {"class_embed_type": "projection", "addition_embed_type": None}
 
-# Shared by every arm unless the arm overrides it (the model: tiny-32 + the offline MiniLM encoder, or --init): batch 16,
-# constant LR after a short warm-up (a curve point must not depend on where the run will end).
+# Shared by every arm unless the arm overrides it (the model: tiny-32 + the offline MiniLM encoder, or --init):
+# batch 16, constant LR after a short warm-up (a curve point must not depend on where the run will end).
 COMMON = [
     "--train_batch_size", "16",
     "--lr_scheduler", "constant_with_warmup", "--lr_warmup_steps", "100", "--validation_steps", "0",
@@ -57,8 +57,8 @@ ARMS: dict[str, dict] = {
     # (c') the same without min-SNR: plain v-loss keeps the weight of the high-noise steps that fix a layout.
     "pooled-nosnr": dict(flags=["--learning_rate", "5e-4", "--use_ema"], unet=POOLED_TEXT),
 }
-PIPELINE_ENTRIES = ("model_index.json", "unet", "scheduler", "text_encoder", "tokenizer", "pipeline_glyph_diffusion.py", "validation",
-                    "training_config.json")  # fmt: skip
+PIPELINE_ENTRIES = ("model_index.json", "unet", "scheduler", "text_encoder", "tokenizer",
+                    "pipeline_glyph_diffusion.py", "validation", "training_config.json")  # fmt: skip
 
 
 def _env(threads: int) -> dict[str, str]:
@@ -121,7 +121,8 @@ def run_arm(args: argparse.Namespace) -> int:
         if not metrics.is_file():
             print(f"[{args.arm}] scoring step {steps}", flush=True)
             cmd = [
-                sys.executable, "-m", "glyph_pipeline.cli", "evaluate", "--model", str(dest), "--judge", str(args.judge),
+                sys.executable, "-m", "glyph_pipeline.cli", "evaluate",
+                "--model", str(dest), "--judge", str(args.judge),
                 "--dataset", str(args.dataset), "--num-samples", str(args.num_samples), "--scheduler", "dpmsolver++",
                 "--steps", "20", "--guidance", "3", "--probe-samples", "8",
                 "--train-prompt-samples", str(args.train_prompt_samples), "--threads", str(args.threads),
@@ -217,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train one arm in stages and score every stage")
     r.add_argument("--arm", required=True, choices=list(ARMS))
-    r.add_argument("--dataset", type=Path, required=True, help="32 px glyph dataset (glyffuser build-dataset --size 32)")
+    r.add_argument(
+        "--dataset", type=Path, required=True, help="32 px glyph dataset (glyffuser build-dataset --size 32)"
+    )
     r.add_argument("--judge", type=Path, required=True, help="judge folder, e.g. artifacts/judge-32")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--stages", type=int, default=3)

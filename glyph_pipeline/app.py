@@ -108,7 +108,9 @@ class Limits:
         """CPU: 16 glyphs a run; an accelerator: 64. Explicit values win."""
         default_images = 16 if device == "cpu" else 64
         return cls(
-            max_images=max_images or default_images, max_steps=max_steps or cls.max_steps, max_queue=max_queue or cls.max_queue
+            max_images=max_images or default_images,
+            max_steps=max_steps or cls.max_steps,
+            max_queue=max_queue or cls.max_queue,
         )
 
 
@@ -174,7 +176,9 @@ def validate_request(
 
     steps = _whole_number("Steps", steps, f"Try {RECOMMENDED_STEPS} with {RECOMMENDED_SAMPLER}.")
     if steps < 1:
-        raise AppInputError(f"Steps must be at least 1, got {steps}. Try {RECOMMENDED_STEPS} with {RECOMMENDED_SAMPLER}.")
+        raise AppInputError(
+            f"Steps must be at least 1, got {steps}. Try {RECOMMENDED_STEPS} with {RECOMMENDED_SAMPLER}."
+        )
     if steps > limits.max_steps:
         raise AppInputError(f"Steps must be at most {limits.max_steps} on this machine, got {steps}.")
     if scheduler_config is not None:
@@ -532,7 +536,8 @@ def readings_html(results: GlyphResults, app: GlyphApp) -> str:
     for i, g in enumerate(results.glyphs):
         if g.radical is not None:
             reading = (
-                f'judge reads <span class="radical" data-radical="{g.radical}">{esc(radical_character(g.radical))}</span>'
+                f'judge reads <span class="radical" data-radical="{g.radical}">'
+                f"{esc(radical_character(g.radical))}</span>"
                 f" radical {g.radical}"
             )
             for word, radical in g.expected.items():
@@ -554,7 +559,8 @@ def readings_html(results: GlyphResults, app: GlyphApp) -> str:
         else:
             nearest = '<span class="nearest-missing">no training glyphs loaded</span>'
         cards.append(
-            f'<div class="glyph-card" data-index="{i}"><div class="gen"><img src="{_data_uri(g.image)}" alt="glyph {i}">'
+            f'<div class="glyph-card" data-index="{i}">'
+            f'<div class="gen"><img src="{_data_uri(g.image)}" alt="glyph {i}">'
             f'<span class="caption">{esc(g.prompt)} · seed {g.seed}</span></div>'
             f'<div class="judge">{reading}</div>{nearest}</div>'
         )
@@ -575,7 +581,10 @@ def readings_json(results: GlyphResults) -> list[dict[str, Any]]:
             "radical_character": radical_character(g.radical) if g.radical else None,
             "expected_radicals": g.expected,
             "nearest": [
-                {"character": n.character, "definition": n.text, "radical": n.radical, "distance": round(n.distance, 5)}
+                {
+                    "character": n.character, "definition": n.text, "radical": n.radical,
+                    "distance": round(n.distance, 5),
+                }
                 for n in g.nearest
             ],
         }
@@ -677,7 +686,9 @@ def build_demo(app: GlyphApp):
                     guidance = gr.Number(value=RECOMMENDED_GUIDANCE, label="Guidance (≤ 1: off)", elem_id="guidance")
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
-                    per_prompt = gr.Number(value=4, precision=0, label="Images per prompt", elem_id="images-per-prompt")
+                    per_prompt = gr.Number(
+                        value=4, precision=0, label="Images per prompt", elem_id="images-per-prompt"
+                    )
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
                 gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[definitions], label="The article's prompts")
             with gr.Column(scale=3, min_width=300):
@@ -720,7 +731,9 @@ def launch(demo, host: str | None = None, port: int | None = None, **kwargs: Any
     """`demo.launch` with this page's CSS and a theme without web fonts (works offline). Host and port default
     to Gradio's (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as on Spaces)."""
     gr = _import_gradio()
-    theme = gr.themes.Default(font=("ui-sans-serif", "system-ui", "sans-serif"), font_mono=("ui-monospace", "monospace"))
+    theme = gr.themes.Default(
+        font=("ui-sans-serif", "system-ui", "sans-serif"), font_mono=("ui-monospace", "monospace")
+    )
     return demo.launch(server_name=host, server_port=port, css=CSS, theme=theme, footer_links=["api"], **kwargs)
 
 
@@ -739,7 +752,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", help="glyph dataset for the nearest-glyph panel (default: a 32 px one built once in the cache)"
     )
-    parser.add_argument("--judge", type=Path, default=DEFAULT_JUDGE, help="radical judge folder (default: %(default)s)")
+    parser.add_argument(
+        "--judge", type=Path, default=DEFAULT_JUDGE, help="radical judge folder (default: %(default)s)"
+    )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--max-images", type=int, help="glyphs per run (default: 16 on CPU, 64 on a GPU)")
     parser.add_argument("--max-steps", type=int, help=f"steps per run (default: {Limits.max_steps})")

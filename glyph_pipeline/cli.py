@@ -24,7 +24,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dataset-map": ("glyph_pipeline.dataset_map", "UMAP of the glyph dataset (PNG + interactive HTML)"),
     "train-judge": ("glyph_pipeline.judge", "Train the radical-classifier CNN used by the glyph metrics"),
     "evaluate": ("glyph_pipeline.metrics", "Fréchet glyph distance, KID and radical adherence of a model"),
-    "export": ("glyph_pipeline.pretrained", "Write a trained pipeline as a slim shipped model (fp16 UNet, encoder by name, card)"),
+    "export": (
+        "glyph_pipeline.pretrained",
+        "Write a trained pipeline as a slim shipped model (fp16 UNet, encoder by name, card)",
+    ),
     "push": ("glyph_pipeline.hub", "Upload a saved glyph pipeline folder to the Hub (retry a failed push)"),
     "app": ("glyph_pipeline.app", "A Gradio page to play with a model in the browser (needs the [app] extra)"),
 }

@@ -147,7 +147,9 @@ def embed(
     return np.asarray(coords, dtype=np.float64), used
 
 
-def density_grid(coords: np.ndarray, grid: int = 150, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def density_grid(
+    coords: np.ndarray, grid: int = 150, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Gaussian KDE of the points on a `grid`² lattice (xs, ys, zz), or None when it is degenerate."""
     stats = require("scipy.stats", "The density backdrop")
     points = coords
@@ -348,7 +350,9 @@ def save_coords(m: DatasetMap, path: str | os.PathLike) -> Path:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="glyph dataset: save_to_disk folder, parquet file or Hub name")
+    parser.add_argument(
+        "--dataset", required=True, help="glyph dataset: save_to_disk folder, parquet file or Hub name"
+    )
     parser.add_argument("--split", help="only this split (default: all splits)")
     parser.add_argument("--limit", type=int, help="map a seeded random sample of N glyphs (speed)")
     parser.add_argument("--color-by", default="radical", help="column colouring the points (default: radical)")

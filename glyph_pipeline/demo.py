@@ -66,7 +66,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: demo-output/)")
     parser.add_argument(
-        "--model", default=None, help="pipeline folder or Hub repo for the figures (default: the shipped pretrained/tiny-32)"
+        "--model", default=None,
+        help="pipeline folder or Hub repo for the figures (default: the shipped pretrained/tiny-32)",
     )
     parser.add_argument("--images-per-prompt", type=int, default=4, help="grid rows (default: 4)")
     parser.add_argument(
@@ -80,7 +81,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-encoder", default="minilm", help="default: minilm (offline all-MiniLM-L6-v2)")
     parser.add_argument("--ddpm-steps", type=int, default=50, help="DDPM sampling steps (default: 50)")
     parser.add_argument(
-        "--sde-steps", type=int, default=RECOMMENDED_STEPS, help=f"DPMSolverSDE sampling steps (default: {RECOMMENDED_STEPS})"
+        "--sde-steps", type=int, default=RECOMMENDED_STEPS,
+        help=f"DPMSolverSDE sampling steps (default: {RECOMMENDED_STEPS})",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -88,7 +90,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for training and sampling (default: the idle cores, i.e. cores minus the load average, "
         "at least 1: oversubscribed threads on a busy machine are many times slower)",
     )
-    parser.add_argument("--fresh", action="store_true", help="delete --out first (default: reuse dataset, resume model)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="delete --out first (default: reuse dataset, resume model)"
+    )
 
 
 # ------------------------------------------------------------------------------------------ steps
@@ -128,11 +132,14 @@ def train(out: Path, dataset: Path, args: argparse.Namespace) -> Path:
         "--learning_rate", str(args.learning_rate), "--lr_scheduler", "cosine", "--lr_warmup_steps",
         str(min(50, args.steps // 10)), "--use_ema", "--ema_decay", "0.995", "--seed", str(args.seed),
         "--checkpointing_steps", str(max(50, args.steps // 2)), "--checkpoints_total_limit", "1",
-        "--validation_steps", "0", "--num_validation_images", "1", "--validation_inference_steps", str(RECOMMENDED_STEPS),
+        "--validation_steps", "0", "--num_validation_images", "1",
+        "--validation_inference_steps", str(RECOMMENDED_STEPS),
         "--embedding_cache_dir", str(out / "text-embedding-cache"),
         "--resume_from_checkpoint", "latest", "--output_dir", str(model),
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)}
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)
+    }
     print("[2/4] training:", " ".join(cmd[2:]), flush=True)
     t0 = time.perf_counter()
     result = subprocess.run(cmd, env=env)
@@ -152,7 +159,10 @@ def sample(model: Path, prompts: list[str], args: argparse.Namespace):
     t0 = time.perf_counter()
     pipe = DiffusionPipeline.from_pretrained(str(model), trust_remote_code=True)
     pipe.set_progress_bar_config(disable=True)
-    print(f"[3/4] reloaded {type(pipe).__name__} from {model} with DiffusionPipeline.from_pretrained(trust_remote_code=True)")
+    print(
+        f"[3/4] reloaded {type(pipe).__name__} from {model} "
+        "with DiffusionPipeline.from_pretrained(trust_remote_code=True)"
+    )
     rows = {}
     base = pipe.scheduler.config  # explicit betas: swaps keep the training noise schedule
     for label, scheduler, steps in (
@@ -226,7 +236,9 @@ def article_figures(args: argparse.Namespace) -> int:
     written.append(figures.save_animation(frames, out / "denoising-gold.gif"))
     print(f"[3/5] denoising animation (x_t beside x̂0): {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
-    written.append(figures.save_image(figures.single_step_grid(pipe, "gold", cell_size=96), out / "single-step-gold.png"))
+    written.append(
+        figures.save_image(figures.single_step_grid(pipe, "gold", cell_size=96), out / "single-step-gold.png")
+    )
     print(f"[4/5] single-step x̂0 for 'gold': {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
     steps = figures.steps_grid(pipe, ARTICLE_PROMPTS[0], (1, 2, 3, 5, 10, 20), ["dpmsolver++", "ddpm"],
@@ -277,7 +289,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"demo finished in {time.perf_counter() - t0:.0f}s")
     print(f"  dataset          {out / 'dataset'}")
-    print(f"  model            {model}   (GlyphDiffusionPipeline; DiffusionPipeline.from_pretrained(..., trust_remote_code=True))")
+    print(
+        f"  model            {model}   "
+        "(GlyphDiffusionPipeline; DiffusionPipeline.from_pretrained(..., trust_remote_code=True))"
+    )
     print(f"  run record       {model / 'training_config.json'}")
     print(f"  training samples {model / 'validation' / 'final.png'}")
     print(f"  tensorboard      tensorboard --logdir {model / 'logs'}")

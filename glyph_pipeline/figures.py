@@ -220,7 +220,9 @@ def labelled_grid(
     canvas = Image.new("L", (body.width, body.height + head), 255)
     canvas.paste(body, (0, head))
     font = label_font(_font_px(cell_size) + 1)
-    _draw_lines(ImageDraw.Draw(canvas), fit_lines(title, font, body.width - 2 * MARGIN, 2), font, (0, 3, body.width, head))
+    _draw_lines(
+        ImageDraw.Draw(canvas), fit_lines(title, font, body.width - 2 * MARGIN, 2), font, (0, 3, body.width, head)
+    )
     return canvas
 
 
@@ -323,7 +325,9 @@ def check_steps(scheduler: Any, num_inference_steps: int) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
-def use_scheduler(pipe: GlyphDiffusionPipeline, name: str, base_config: dict[str, Any] | None = None, **overrides: Any):
+def use_scheduler(
+    pipe: GlyphDiffusionPipeline, name: str, base_config: dict[str, Any] | None = None, **overrides: Any
+):
     """Swap `pipe.scheduler` for sampler `name` on the model's own noise schedule; returns the new scheduler."""
     from .schedulers import sampling_scheduler
 
@@ -539,7 +543,9 @@ def denoising_frames(
     return frames
 
 
-def save_animation(frames: Sequence[Image.Image], path: str | os.PathLike, fps: float = 8, hold_last: float = 1.5) -> Path:
+def save_animation(
+    frames: Sequence[Image.Image], path: str | os.PathLike, fps: float = 8, hold_last: float = 1.5
+) -> Path:
     """Write frames as a looping GIF (or MP4 with imageio-ffmpeg), atomically; the last frame is held longer.
 
     (diffusers' `export_to_gif` has one duration for all frames, so the GIF is written with PIL directly.)
@@ -746,7 +752,9 @@ def noising_strip(
         alpha_bar = scheduler.alphas_cumprod[t].double()
         snr_db = 10 * torch.log10(alpha_bar / (1 - alpha_bar))
         cells.append(_to_pil(x_t))
-        captions.append([(f"t = {ti}", f"SNR {db:+.1f} dB".replace("-", "−")) for ti, db in zip(timesteps, snr_db.tolist())])
+        captions.append(
+            [(f"t = {ti}", f"SNR {db:+.1f} dB".replace("-", "−")) for ti, db in zip(timesteps, snr_db.tolist())]
+        )
     labels = [f"{BETA_SCHEDULE_LABELS.get(c['beta_schedule'], c['beta_schedule'])} betas" for c in configs]
     if title is None:
         title = f"Forward noising q(xₜ | x₀) of {num_train_timesteps} steps · same ε in every cell"
@@ -903,7 +911,9 @@ def configure_animate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", help="English definition to draw")
     _add_model_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default: 0)")
-    parser.add_argument("--frame-size", type=int, default=256, help="px of each panel, NEAREST-upscaled (default: 256)")
+    parser.add_argument(
+        "--frame-size", type=int, default=256, help="px of each panel, NEAREST-upscaled (default: 256)"
+    )
     parser.add_argument("--fps", type=float, default=8, help="frames per second (default: 8)")
     parser.add_argument("--hold-last", type=float, default=1.5, help="seconds to show the final frame (default: 1.5)")
     parser.add_argument(
@@ -973,7 +983,8 @@ def configure_noising(parser: argparse.ArgumentParser) -> None:
         help="one row each: linear, scaled_linear, squaredcos_cap_v2 (alias: cosine). Default: linear",
     )
     parser.add_argument(
-        "--timesteps", type=_int_list, nargs="+", metavar="T", help="t values, e.g. 0 100 250 500 999 (default: evenly spaced)"
+        "--timesteps", type=_int_list, nargs="+", metavar="T",
+        help="t values, e.g. 0 100 250 500 999 (default: evenly spaced)",
     )
     parser.add_argument("--num-columns", type=int, default=9, help="evenly spaced t values when --timesteps is unset")
     parser.add_argument("--num-train-timesteps", type=int, default=1000, help="T (default: 1000)")
@@ -1003,10 +1014,12 @@ def configure_single_step(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", help="English definition, e.g. 'gold'")
     _add_model_args(parser, steps=False)
     parser.add_argument(
-        "--seeds", type=_int_list, nargs="+", default=[list(DEFAULT_SEEDS)], metavar="S", help="e.g. 0 1 2 3 (default: 0..7)"
+        "--seeds", type=_int_list, nargs="+", default=[list(DEFAULT_SEEDS)], metavar="S",
+        help="e.g. 0 1 2 3 (default: 0..7)",
     )
     parser.add_argument(
-        "--compare-steps", type=int, default=0, help="add a row sampled with this many steps by --scheduler (default: off)"
+        "--compare-steps", type=int, default=0,
+        help="add a row sampled with this many steps by --scheduler (default: off)",
     )
     parser.add_argument("--cell-size", type=int, default=96, help="px per glyph (default: 96)")
     parser.add_argument("-o", "--output", type=Path, default=Path("single-step.png"), help="PNG to write")

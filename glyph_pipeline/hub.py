@@ -139,7 +139,10 @@ def explain_hub_error(err: BaseException, action: str, repo_id: str) -> str:
         if status == 404:
             return f"{repo_id} or its revision was not found on {endpoint} (404: {detail})."
         if status >= 500:
-            return f"The Hub at {endpoint} failed to {action} {repo_id} ({status}: {detail}); this is usually temporary."
+            return (
+                f"The Hub at {endpoint} failed to {action} {repo_id} ({status}: {detail}); "
+                "this is usually temporary."
+            )
         return f"The Hub at {endpoint} refused to {action} {repo_id} ({status}: {detail})."
     if any(_is_connection_error(e) for e in chain):
         configured = os.environ.get("HF_ENDPOINT")
@@ -242,7 +245,9 @@ def check_pipeline_folder(folder: str | os.PathLike, files: Sequence[str] | None
             continue
         sub = root / component
         if not sub.is_dir():
-            raise HubError(f"{root} lacks the folder of component {component!r} listed in model_index.json; re-save it.")
+            raise HubError(
+                f"{root} lacks the folder of component {component!r} listed in model_index.json; re-save it."
+            )
         local = [p.name for p in sub.iterdir() if p.is_file()]
         if any(n.endswith(_WEIGHT_SUFFIXES) for n in local) and not any(
             f.startswith(f"{component}/") and f.endswith(".safetensors") for f in files
@@ -263,7 +268,9 @@ def _stage(root: Path, files: Sequence[str], stage: Path) -> None:
         if rel in (TRAINING_CONFIG_FILE, METRICS_FILE):
             data = read_json(src)
             if data is not None:
-                dst.write_text(json.dumps(without_local_paths(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                dst.write_text(
+                    json.dumps(without_local_paths(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+                )
                 continue
         try:
             os.symlink(src.absolute(), dst)
@@ -280,7 +287,9 @@ def _scan_files_for_tokens(stage: Path, files: Sequence[str], token: str | None,
             continue
         data = path.read_bytes()
         if needle and needle in data:
-            raise HubError(f"Refusing to upload {shown_root / rel}: it contains the Hub token in use. Remove it and retry.")
+            raise HubError(
+                f"Refusing to upload {shown_root / rel}: it contains the Hub token in use. Remove it and retry."
+            )
         if path.suffix in _TEXT_SUFFIXES and Path(rel).name != "tokenizer.json":
             check_no_token(data.decode("utf-8", "replace"), None, str(shown_root / rel))
 
@@ -448,7 +457,9 @@ def push_pipeline_folder(
     try:
         _stage(root, files, stage)
         _scan_files_for_tokens(stage, files, token, root)
-        if grid_png is not None and (not (root / SAMPLES_FILE).is_file() or (root / SAMPLES_FILE).read_bytes() != grid_png):
+        if grid_png is not None and (
+            not (root / SAMPLES_FILE).is_file() or (root / SAMPLES_FILE).read_bytes() != grid_png
+        ):
             write_bytes(root / SAMPLES_FILE, grid_png)
         if write_card:
             write_text(readme, content)
@@ -460,7 +471,9 @@ def push_pipeline_folder(
             full_id = prepare_hub_repo(repo_id, token=token, private=private, revision=revision)
         except HubError as err:
             raise HubPushError(str(err), retry) from err
-        components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+        components = [
+            k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None
+        ]
         logger.info(f"Uploading {len(files)} files of {root} to {full_id}{'@' + revision if revision else ''}.")
         try:
             info = HfApi(token=token).upload_folder(
@@ -491,12 +504,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument(
         "--token", default=None,
-        help="Hub token (default: HF_TOKEN, else the `hf auth login` cache; prefer those: flags end up in shell history)",
+        help="Hub token (default: HF_TOKEN, else the `hf auth login` cache; "
+        "prefer those: flags end up in shell history)",
     )  # fmt: skip
     parser.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE)
-    parser.add_argument("--training-config", type=Path, default=None, help="default: DIR/training_config.json if present")
-    parser.add_argument("--sample-grid", type=Path, default=None, help="PNG shown in the card (default: DIR/samples.png "
-                        "or DIR/validation/final.png)")  # fmt: skip
+    parser.add_argument(
+        "--training-config", type=Path, default=None, help="default: DIR/training_config.json if present"
+    )
+    parser.add_argument(
+        "--sample-grid", type=Path, default=None,
+        help="PNG shown in the card (default: DIR/samples.png or DIR/validation/final.png)",
+    )  # fmt: skip
     parser.add_argument("--metrics", type=Path, default=None, help="JSON object of evaluation metrics for the card")
     parser.add_argument("--dataset", default=None, help="Hub dataset id for the card (default: from training_config)")
     parser.add_argument(

@@ -114,7 +114,9 @@ class GlyphJudge(ModelMixin, ConfigMixin):
         size = self.config.sample_size
         if x.shape[-2:] != (size, size):
             shrink = x.shape[-1] > size
-            x = F.interpolate(x, size=(size, size), mode="area" if shrink else "bilinear", align_corners=None if shrink else False)
+            x = F.interpolate(
+                x, size=(size, size), mode="area" if shrink else "bilinear", align_corners=None if shrink else False
+            )
         return 1.0 - x  # ink = 1, paper = 0: zero padding then looks like paper
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -427,14 +429,17 @@ def load_judge_metrics(path: str | os.PathLike) -> dict[str, Any]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of ``glyffuser train-judge``."""
-    parser.add_argument("--dataset", required=True, help="glyph dataset (save_to_disk folder, parquet file or Hub name)")
+    parser.add_argument(
+        "--dataset", required=True, help="glyph dataset (save_to_disk folder, parquet file or Hub name)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
     parser.add_argument("--size", type=int, default=32, help="judge resolution in px (default: 32)")
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
     parser.add_argument(
-        "--channels", default=",".join(map(str, DEFAULT_CHANNELS)), help="stem,stage1,... widths (default: 16,32,64,128)"
+        "--channels", default=",".join(map(str, DEFAULT_CHANNELS)),
+        help="stem,stage1,... widths (default: 16,32,64,128)",
     )
     parser.add_argument("--max-shift", type=int, help="random translation in px (default: size // 16)")
     parser.add_argument("--seed", type=int, default=0)

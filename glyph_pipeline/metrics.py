@@ -211,7 +211,11 @@ def judge_readings(judge: GlyphJudge, images: Any, batch_size: int = 512) -> tup
     Images of another resolution are resized to the judge's (see `GlyphJudge`); accepted types as in
     `to_judge_tensor` (PIL list, numpy NHWC, torch NCHW; uint8 or float).
     """
-    x = images if isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[1] == 1 else to_judge_tensor(images)
+    x = (
+        images
+        if isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[1] == 1
+        else to_judge_tensor(images)
+    )
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
     judge.eval()
@@ -256,7 +260,9 @@ def prompt_sensitivity(images: torch.Tensor, num_prompts: int, num_seeds: int) -
     """
     x = torch.as_tensor(images).float().reshape(num_prompts, num_seeds, -1)
     if num_prompts < 2 or num_seeds < 2:
-        raise GlyphMetricsError(f"Prompt sensitivity needs >= 2 prompts and >= 2 seeds, got {num_prompts} and {num_seeds}.")
+        raise GlyphMetricsError(
+            f"Prompt sensitivity needs >= 2 prompts and >= 2 seeds, got {num_prompts} and {num_seeds}."
+        )
 
     def mean_pair_distance(groups: torch.Tensor) -> float:  # groups: (g, k, d): pairs within each group
         d = (groups[:, :, None, :] - groups[:, None, :, :]).abs().mean(-1)
@@ -458,7 +464,10 @@ def evaluate_pipeline(
     sampler = type(pipe.scheduler).__name__
     try:
         if log:
-            log(f"sampling {num_samples} held-out prompts with {sampler}, {num_inference_steps} steps, guidance {guidance_scale}")
+            log(
+                f"sampling {num_samples} held-out prompts with {sampler}, {num_inference_steps} steps, "
+                f"guidance {guidance_scale}"
+            )
         t_gen = time.perf_counter()
         generated = generate_glyphs(pipe, prompts, num_inference_steps, guidance_scale, seed, batch_size, log=log)
         gen_seconds = time.perf_counter() - t_gen
@@ -581,11 +590,17 @@ def format_report(result: dict[str, Any]) -> str:
     j = result["judge"]
     acc = j.get("held_out_accuracy")
     lines = [
-        f"Glyph metrics: {s['scheduler']} ({s['class']}), {s['num_inference_steps']} steps, guidance {s['guidance_scale']}, seed {s['seed']}",
+        f"Glyph metrics: {s['scheduler']} ({s['class']}), {s['num_inference_steps']} steps, "
+        f"guidance {s['guidance_scale']}, seed {s['seed']}",
         f"judge: {j['size']}px, {j['parameters']:,} params"
         + (f", held-out radical accuracy {acc:.3f}" if acc is not None else "")
-        + (f"; generated {result['image_size'][0]}px images resized to {j['size']}px" if result["resized_to_judge"] else ""),
-        f"n = {result['num_generated']} generated vs {result['num_real']} held-out real glyphs (FGD is comparable only at equal n)",
+        + (
+            f"; generated {result['image_size'][0]}px images resized to {j['size']}px"
+            if result["resized_to_judge"]
+            else ""
+        ),
+        f"n = {result['num_generated']} generated vs {result['num_real']} held-out real glyphs "
+        "(FGD is comparable only at equal n)",
         "",
         f"{'metric':<28}{'model':>14}{'real floor':>16}",
     ]
@@ -607,11 +622,15 @@ def format_report(result: dict[str, Any]) -> str:
         f"{'':>16}   most common radical {result['base_radical']} {result['base_character']}"
     )
     lines.append(
-        f"{'distinct radicals read':<28}{result['distinct_radicals_generated']:>14}{result['distinct_radicals_real']:>16}"
+        f"{'distinct radicals read':<28}{result['distinct_radicals_generated']:>14}"
+        f"{result['distinct_radicals_real']:>16}"
     )
     if "ink" in result:
         gen, real = result["ink"]["generated"], result["ink"]["real"]
-        lines.append(f"{'mean pixel (white = 1)':<28}{fmt(gen['mean_pixel']):>14}{fmt(real['mean_pixel']):>16}   (real: held-out glyphs)")
+        lines.append(
+            f"{'mean pixel (white = 1)':<28}{fmt(gen['mean_pixel']):>14}{fmt(real['mean_pixel']):>16}"
+            "   (real: held-out glyphs)"
+        )
         lines.append(f"{'ink fraction':<28}{fmt(gen['ink_fraction']):>14}{fmt(real['ink_fraction']):>16}")
     if "train_prompts" in result:
         t = result["train_prompts"]
@@ -634,13 +653,19 @@ def format_report(result: dict[str, Any]) -> str:
         )
         for word, p in result["probes"].items():
             recall = p.get("judge_recall_held_out")
-            context = f"judge recall on held-out {p['num_held_out']:>2}: " + ("  -" if recall is None else f"{recall:.2f}")
-            bare = {True: f", reads {p['character']} ✓", False: f", misreads {p['character']} ✗"}.get(p.get("judge_reads_character"), "")
+            context = f"judge recall on held-out {p['num_held_out']:>2}: " + (
+                "  -" if recall is None else f"{recall:.2f}"
+            )
+            bare = {True: f", reads {p['character']} ✓", False: f", misreads {p['character']} ✗"}.get(
+                p.get("judge_reads_character"), ""
+            )
             lines.append(
                 f"  {word:<7}-> {radical_symbol(p['radical'])} {p['radical']:>3}: {p['adherence']:.2f}  "
                 f"read as {''.join(radical_symbol(r) for r in p['predicted'])}  ({context}{bare})"
             )
-    lines.append(f"\n{result['seconds']['total']:.0f}s ({result['seconds']['sampling']:.0f}s sampling held-out prompts)")
+    lines.append(
+        f"\n{result['seconds']['total']:.0f}s ({result['seconds']['sampling']:.0f}s sampling held-out prompts)"
+    )
     return "\n".join(lines)
 
 
@@ -663,7 +688,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="glyph dataset with a held-out 'test' split")
     parser.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES, help="held-out prompts (default: 256)")
     parser.add_argument("--scheduler", default=RECOMMENDED_SAMPLER, choices=list(SCHEDULERS), help="sampler")
-    parser.add_argument("--steps", type=int, default=RECOMMENDED_STEPS, help=f"inference steps (default: {RECOMMENDED_STEPS})")
+    parser.add_argument(
+        "--steps", type=int, default=RECOMMENDED_STEPS, help=f"inference steps (default: {RECOMMENDED_STEPS})"
+    )
     parser.add_argument(
         "--guidance", type=float, default=RECOMMENDED_GUIDANCE,
         help=f"classifier-free guidance scale (default: {RECOMMENDED_GUIDANCE:g}; <= 1: off)",
@@ -676,7 +703,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--train-prompt-samples", type=int, default=None,
         help="training-set definitions sampled for train-prompt adherence (default: --num-samples; 0: skip)",
     )
-    parser.add_argument("--sensitivity-prompts", type=int, default=16, help="prompts of the sensitivity grid (0: skip)")
+    parser.add_argument(
+        "--sensitivity-prompts", type=int, default=16, help="prompts of the sensitivity grid (0: skip)"
+    )
     parser.add_argument("--sensitivity-seeds", type=int, default=4, help="shared seeds of the sensitivity grid")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument(

@@ -62,7 +62,9 @@ def unet_config(preset: str, text_hidden_size: int, **overrides: Any) -> dict[st
     if preset not in PRESETS:
         raise ValueError(f"Unknown UNet preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}.")
     if not isinstance(text_hidden_size, int) or text_hidden_size < 1:
-        raise ValueError(f"text_hidden_size must be a positive int (the encoder's hidden size), got {text_hidden_size!r}.")
+        raise ValueError(
+            f"text_hidden_size must be a positive int (the encoder's hidden size), got {text_hidden_size!r}."
+        )
     config = {**_COMMON, **PRESETS[preset], "encoder_hid_dim": text_hidden_size}
     # The pooled text embedding splits the encoder width into heads; use the most heads (<= 64) that divide it.
     config["addition_embed_type_num_heads"] = math.gcd(64, text_hidden_size)

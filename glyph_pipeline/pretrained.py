@@ -60,7 +60,9 @@ def check_model(model: str | os.PathLike) -> str:
             )
         return str(path)
     if _looks_like_path(text) or not text:
-        raise ModelNotFoundError(f"Model folder {text!r} does not exist (and it is not a Hub repo id like 'user/glyffuser').")
+        raise ModelNotFoundError(
+            f"Model folder {text!r} does not exist (and it is not a Hub repo id like 'user/glyffuser')."
+        )
     return text
 
 
@@ -92,7 +94,10 @@ def load_glyph_pipeline(
 
 
 def export_slim(
-    source: str | os.PathLike, dest: str | os.PathLike, repo_id: str = "glyffuser/tiny-32", text_encoder_source: str | None = None
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    repo_id: str = "glyffuser/tiny-32",
+    text_encoder_source: str | None = None,
 ) -> Path:
     """Write `source` (a trained pipeline folder) to `dest` as a shipped model: UNet in fp16 safetensors, no
     text encoder (loaded by name from `text_encoder_source`), plus its training record, metrics and card.

@@ -118,7 +118,8 @@ def _cell(value: Any) -> str:
 
 
 def _noise_text(schedule: Mapping[str, Any]) -> str:
-    """'1000 timesteps, linear betas 0.0001 → 0.02' / '1000 timesteps, cosine betas' (cosine ignores beta_start/end)."""
+    """'1000 timesteps, linear betas 0.0001 → 0.02' / '1000 timesteps, cosine betas' (cosine ignores
+    beta_start/end)."""
     betas = schedule.get("beta_schedule", "?")
     if betas == "squaredcos_cap_v2":
         betas = "cosine (squaredcos_cap_v2) betas"
@@ -139,9 +140,17 @@ def pipeline_facts(folder: str | os.PathLike, training_config: Mapping[str, Any]
     pipeline_class = name[1] if isinstance(name, list) else name or "GlyphDiffusionPipeline"
 
     te_tc = tc.get("text_encoder") or {}
-    te_id = _hub_id(index.get("text_encoder_source")) or _hub_id(te_tc.get("name_or_path")) or _hub_id(enc.get("_name_or_path"))
+    te_id = (
+        _hub_id(index.get("text_encoder_source"))
+        or _hub_id(te_tc.get("name_or_path"))
+        or _hub_id(enc.get("_name_or_path"))
+    )
     # The saved files describe the published weights; the training record only adds the encoder's name.
-    te_class = (enc.get("architectures") or [None])[0] or (index.get("text_encoder") or [None, None])[1] or te_tc.get("class")
+    te_class = (
+        (enc.get("architectures") or [None])[0]
+        or (index.get("text_encoder") or [None, None])[1]
+        or te_tc.get("class")
+    )
     hidden = enc.get("d_model") or enc.get("hidden_size") or te_tc.get("hidden_size")
     details = ", ".join(x for x in (te_class, f"hidden size {hidden}" if hidden else None) if x)
     te_label = f"`{te_id}` ({details})" if te_id else (f"`{te_class}`" + (f" (hidden size {hidden})" if hidden else "")
@@ -216,8 +225,9 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
     if "adam_beta1" in args:
         add(
             "Optimiser",
-            f"AdamW (β = {args.get('adam_beta1')}, {args.get('adam_beta2')}; weight decay {args.get('adam_weight_decay')}; "
-            f"ε {args.get('adam_epsilon')}), gradient clipping {args.get('max_grad_norm') or 'off'}",
+            f"AdamW (β = {args.get('adam_beta1')}, {args.get('adam_beta2')}; "
+            f"weight decay {args.get('adam_weight_decay')}; ε {args.get('adam_epsilon')}), "
+            f"gradient clipping {args.get('max_grad_norm') or 'off'}",
         )
     if noise:
         add("Noise schedule", f"DDPM, {_noise_text(noise)}")
@@ -262,7 +272,8 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
         first = tc.get("initial_loss")
         add(
             "Final loss",
-            f"{tc['final_loss']:.4f} (mean of the last steps" + (f"; first steps {first:.4f})" if isinstance(first, (int, float)) else ")"),
+            f"{tc['final_loss']:.4f} (mean of the last steps"
+            + (f"; first steps {first:.4f})" if isinstance(first, (int, float)) else ")"),
         )
     add("Seed", args.get("seed"))
     versions = hw.get("versions") or {}
@@ -344,7 +355,8 @@ def _metric_rows(metrics: Mapping[str, Any] | None) -> tuple[list[tuple[str, str
         note = (
             f"Scored on {_num(m['num_generated']) + ' ' if isinstance(m.get('num_generated'), int) else ''}held-out "
             f"definitions with `{_cell(sampler.get('class', '?'))}`, {sampler.get('num_inference_steps', '?')} steps, "
-            f"guidance scale {sampler.get('guidance_scale', '?')}, seed {sampler.get('seed', '?')} (`glyffuser evaluate`)."
+            f"guidance scale {sampler.get('guidance_scale', '?')}, seed {sampler.get('seed', '?')} "
+            "(`glyffuser evaluate`)."
         )
     return rows, note
 
@@ -356,7 +368,8 @@ def _sample_caption(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
         return "Samples from the model."
     quoted = ", ".join(f"“{_cell(p)}”" for p in prompts)
     return (
-        f"End-of-training samples, one row per prompt ({quoted}), {args.get('num_validation_images', '?')} seeds each; "
+        f"End-of-training samples, one row per prompt ({quoted}), "
+        f"{args.get('num_validation_images', '?')} seeds each; "
         f"`{facts['scheduler_class']}`, {args.get('validation_inference_steps', '?')} steps, guidance scale "
         f"{args.get('validation_guidance_scale', '?')}."
     )

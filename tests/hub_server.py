@@ -1346,7 +1346,8 @@ class LocalHub:
                 if data is None:
                     raise HubHTTPError(
                         422,
-                        f"Your push was rejected because an LFS pointer pointed to a file that does not exist ({path})",
+                        "Your push was rejected because an LFS pointer pointed to a file that does not exist "
+                        f"({path})",
                     )
                 files[path] = _Entry.lfs(data, oid)
             elif key == "deletedFile":

@@ -325,7 +325,9 @@ def test_api_returns_labelled_glyphs_readings_and_nearest_real_glyphs(client_fac
     for item, image, reading in zip(gallery, images, readings):
         radical = judge_reading(judge, image)
         assert reading["radical"] == radical and reading["radical_character"] == radical_character(radical)
-        assert item["caption"] == f"{reading['prompt']} · seed {reading['seed']} · {radical_character(radical)} {radical}"
+        assert item["caption"] == (
+            f"{reading['prompt']} · seed {reading['seed']} · {radical_character(radical)} {radical}"
+        )
         nearest = [n["character"] for n in reading["nearest"]]
         assert nearest == nearest_characters(real, image)
         distances = [n["distance"] for n in reading["nearest"]]
@@ -415,7 +417,9 @@ def test_two_users_at_once_get_only_their_own_results(client_factory):
 def test_page_in_headless_chromium(app_url, real, judge, tmp_path):
     pytest.importorskip("playwright", reason="the browser test needs playwright (the [dev] extra)")
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"No Chromium at {CHROMIUM}: `apt-get install chromium` (bash run.sh setup does), or -m 'not browser'")
+        pytest.fail(
+            f"No Chromium at {CHROMIUM}: `apt-get install chromium` (bash run.sh setup does), or -m 'not browser'"
+        )
     with browser_page() as page:
         page.goto(app_url)
         for prompt in EXAMPLE_PROMPTS:  # the article's prompts, one click away

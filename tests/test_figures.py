@@ -223,7 +223,9 @@ def test_noising_strip_snr_labels_and_any_image(tmp_path):
     path = tmp_path / "square.png"
     image.save(path)
     out = tmp_path / "strip.png"
-    assert main(["noising", "--image", str(path), "--timesteps", "0 500 999", "--cell-size", "24", "-o", str(out)]) == 0
+    assert (
+        main(["noising", "--image", str(path), "--timesteps", "0 500 999", "--cell-size", "24", "-o", str(out)]) == 0
+    )
     strip = Image.open(out)
     assert strip.width == 4 * tile_size(24, 2)[0]
     body_top(strip, 1, tile_size(24, 2)[1], cell=24)
@@ -242,7 +244,13 @@ def test_single_step_grid(saved_pipeline_dir, tmp_path):
     top = body_top(grid, 3, th)
     assert grid.width == (1 + 3) * tw  # noise / one-step x̂0 / 2-step sample, 3 seeds
     m = figures.MARGIN
-    cells = [[np.asarray(grid.crop((c * tw + m, top + r * th + m, c * tw + m + CELL, top + r * th + m + CELL))) for c in (1, 2)] for r in range(3)]
+    cells = [
+        [
+            np.asarray(grid.crop((c * tw + m, top + r * th + m, c * tw + m + CELL, top + r * th + m + CELL)))
+            for c in (1, 2)
+        ]
+        for r in range(3)
+    ]
     assert not np.array_equal(cells[0][0], cells[0][1])  # seeds differ
     assert not np.array_equal(cells[0][0], cells[1][0])  # x̂0 is not the noise
     labels = [np.asarray(grid.crop((0, top + r * th, tw, top + (r + 1) * th))) for r in range(3)]

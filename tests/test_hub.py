@@ -99,7 +99,8 @@ EVALUATION = {
     "judge": {"path": "/home/alice/judge", "size": 32, "held_out_accuracy": 0.8},
     "sampler": {"scheduler": "dpmsolver++", "class": "DPMSolverMultistepScheduler", "num_inference_steps": 20,
                 "guidance_scale": 3.0, "seed": 0, "batch_size": 32},
-    "num_generated": 256, "distinct_radicals_generated": 40, "fgd": 12.5, "kid": 0.0123, "kid_std": 0.0011, "adherence": 0.41, "base_rate": 0.05,
+    "num_generated": 256, "distinct_radicals_generated": 40, "fgd": 12.5, "kid": 0.0123, "kid_std": 0.0011,
+    "adherence": 0.41, "base_rate": 0.05,
     "base_radical": 85, "judge_accuracy_real": 0.9, "real_floor": {"split": "train", "fgd": 3.1, "kid": 0.001},
     "probes": {"water": {"radical": 85, "adherence": 0.5}}, "probe_adherence": 0.5, "probe_base_rate": 0.2,
     "seconds": {"total": 12.0}, "model": "/home/alice/runs/glyffuser-tiny", "dataset": "/home/alice/data/glyphs",
@@ -192,7 +193,9 @@ def reference_image(saved_pipeline_dir: Path) -> np.ndarray:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the subprocesses (see hub_env)
     try:
-        return pipe(PROMPT, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), output_type="np").images
+        return pipe(
+            PROMPT, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), output_type="np"
+        ).images
     finally:
         torch.set_num_threads(threads)
 
@@ -204,7 +207,9 @@ def test_model_card_and_upload_list_without_network(saved_pipeline_dir, pipeline
     run_dir = _make_run_dir(saved_pipeline_dir, tmp_path / "run")
     assert hub.files_to_upload(run_dir) == sorted(pipeline_files + ["training_config.json"])
 
-    card = model_card.make_model_card(run_dir, "user/glyffuser-tiny", TRAINING_CONFIG, EVALUATION, sample_grid="samples.png")
+    card = model_card.make_model_card(
+        run_dir, "user/glyffuser-tiny", TRAINING_CONFIG, EVALUATION, sample_grid="samples.png"
+    )
     text = card.content
     data = _check_card(text, "user/glyffuser-tiny")
     assert data["datasets"] == ["user/glyphs"]
@@ -301,7 +306,9 @@ def test_a_hand_written_card_is_kept_unless_regenerate(saved_pipeline_dir, tmp_p
 def test_card_template_ships_as_package_data():
     from importlib import resources
 
-    template = resources.files("glyph_pipeline.model_card").joinpath(model_card.CARD_TEMPLATE).read_text(encoding="utf-8")
+    template = (
+        resources.files("glyph_pipeline.model_card").joinpath(model_card.CARD_TEMPLATE).read_text(encoding="utf-8")
+    )
     assert template.startswith("---\n{{ card_data }}\n---\n") and model_card.CARD_MARKER in template
 
 
@@ -440,7 +447,9 @@ def test_pipeline_push_to_hub_writes_the_glyph_card_and_remote_code(
     assert local_hub.list_files("user/repo3") == sorted(base)
     minimal = local_hub.read_file("user/repo3", "README.md").decode()
     data = ModelCard(minimal).data.to_dict()
-    assert (data["library_name"], data["pipeline_tag"], data["license"]) == ("diffusers", "text-to-image", "apache-2.0")
+    assert (data["library_name"], data["pipeline_tag"], data["license"]) == (
+        "diffusers", "text-to-image", "apache-2.0"
+    )
     assert REQUIRED_TAGS <= set(data["tags"])
     assert 'DiffusionPipeline.from_pretrained("user/repo3", trust_remote_code=True)' in minimal
     assert "glyffuser text-to-glyph diffusion model" in minimal and "automatically generated" not in minimal
@@ -606,7 +615,8 @@ def test_training_with_a_bad_token_fails_before_the_first_step(local_hub: LocalH
     ).save_to_disk(str(tmp_path / "data"))
     output_dir = tmp_path / "out"
     command = [
-        sys.executable, str(TRAIN_SCRIPT), "--dataset", str(tmp_path / "data"), "--text_encoder_name_or_path", "minilm",
+        sys.executable, str(TRAIN_SCRIPT), "--dataset", str(tmp_path / "data"),
+        "--text_encoder_name_or_path", "minilm",
         "--unet_preset", "tiny-32", "--max_train_steps", "2", "--checkpointing_steps", "1", "--validation_steps", "0",
         "--report_to", "none", "--output_dir", str(output_dir), "--push_to_hub", "--hub_model_id", "user/trained",
         "--hub_token", "hf_wrong",

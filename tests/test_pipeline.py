@@ -224,7 +224,9 @@ def test_callback_sees_and_modifies_tensors(pipe):
         return {}
 
     names = ["latents", "prompt_embeds", "noise_pred", "pred_original_sample"]
-    modified = run(pipe, num_inference_steps=2, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=names)
+    modified = run(
+        pipe, num_inference_steps=2, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=names
+    )
     assert [s[0] for s in seen] == [0, 1]
     assert seen[0][1] == sorted(names) and seen[0][2] == (1, 1, 16, 16)
     np.testing.assert_allclose(modified, 0.5, atol=1e-6)  # zero pixels = mid grey
@@ -249,7 +251,9 @@ def test_pred_original_sample_recovers_clean_image(pipe, prediction_type):
 
     clean = torch.linspace(-1, 1, 16 * 16).reshape(1, 1, 16, 16)
     for name in ("ddpm", "euler"):
-        pipe.scheduler = sampling_scheduler(name, noise_schedule(prediction_type=prediction_type), timestep_spacing="trailing")
+        pipe.scheduler = sampling_scheduler(
+            name, noise_schedule(prediction_type=prediction_type), timestep_spacing="trailing"
+        )
         pipe.scheduler.set_timesteps(10)
         t = pipe.scheduler.timesteps[3]
         noise = torch.randn(1, 1, 16, 16, generator=gen())
@@ -269,7 +273,9 @@ def test_save_load_round_trip_identical(pipe, tmp_path):
     before = run(pipe)
     pipe.save_pretrained(tmp_path / "p")
     files = sorted(os.listdir(tmp_path / "p"))
-    assert files == ["model_index.json", "pipeline_glyph_diffusion.py", "scheduler", "text_encoder", "tokenizer", "unet"]
+    assert files == [
+        "model_index.json", "pipeline_glyph_diffusion.py", "scheduler", "text_encoder", "tokenizer", "unet"
+    ]
     assert os.path.exists(tmp_path / "p" / "unet" / "diffusion_pytorch_model.safetensors")
     index = json.loads((tmp_path / "p" / "model_index.json").read_text())
     assert index["_class_name"] == ["pipeline_glyph_diffusion", "GlyphDiffusionPipeline"]
@@ -552,7 +558,9 @@ def pooled_pipeline(max_sequence_length: int = 24):
     with torch.no_grad():  # a fresh projection is tiny next to the time embedding: make the text path count
         for p in unet.class_embedding.parameters():
             p.mul_(20)
-    pipe = GlyphDiffusionPipeline(unet, sampling_scheduler(), encoder, tokenizer, max_sequence_length=max_sequence_length)
+    pipe = GlyphDiffusionPipeline(
+        unet, sampling_scheduler(), encoder, tokenizer, max_sequence_length=max_sequence_length
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -568,7 +576,9 @@ def test_pooled_text_is_the_masked_mean_and_ignores_padding():
     torch.testing.assert_close(a, short[:, :n].mean(1))
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)  # padding never enters the sentence embedding
     # A UNet without the class embedding gets no class_labels (diffusers would reject them).
-    assert "class_labels" not in GlyphDiffusionPipeline.unet_text_inputs(tiny_pipeline().unet.config, short, short_mask)
+    assert "class_labels" not in GlyphDiffusionPipeline.unet_text_inputs(
+        tiny_pipeline().unet.config, short, short_mask
+    )
 
 
 def test_pooled_text_reaches_the_unet():

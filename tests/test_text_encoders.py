@@ -72,5 +72,7 @@ def test_pickled_weights_are_refused(tmp_path):
 
 
 def test_an_unreachable_name_offline_suggests_the_offline_encoder():
-    with pytest.raises(OSError, match=r"(?s)'glyffuser-tests/no-such-encoder'.*--text_encoder_name_or_path minilm \(offline\)"):
+    with pytest.raises(
+        OSError, match=r"(?s)'glyffuser-tests/no-such-encoder'.*--text_encoder_name_or_path minilm \(offline\)"
+    ):
         load_text_encoder("glyffuser-tests/no-such-encoder")

@@ -101,7 +101,9 @@ def launch(
         cmd += [str(SCRIPT), *args]
     result = subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout, **popen)
     if result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)}\nexit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)}\nexit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -188,7 +190,8 @@ def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, loca
     from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
 
     eval_data = save_dataset(
-        build_glyph_dataset(size=32, limit=40, test_fraction=0.25, num_workers=0, progress=False), tmp_path / "eval-glyphs"
+        build_glyph_dataset(size=32, limit=40, test_fraction=0.25, num_workers=0, progress=False),
+        tmp_path / "eval-glyphs",
     )
     out, repo = tmp_path / "model", "user/evaluated"
     args = common_args(
@@ -206,7 +209,8 @@ def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, loca
     assert metrics["num_generated"] == metrics["num_real"] == 6
     assert metrics["sampler"]["scheduler"] == "dpmsolver++" and metrics["sampler"]["num_inference_steps"] == 2
     assert metrics["fgd"] > 0 and 0.0 <= metrics["adherence"] <= 1.0 and len(metrics["probes"]) == 10
-    assert metrics["real_floor"]["num"] == 6 and metrics["judge"]["held_out_accuracy"] == pytest.approx(0.842, abs=0.01)
+    assert metrics["real_floor"]["num"] == 6
+    assert metrics["judge"]["held_out_accuracy"] == pytest.approx(0.842, abs=0.01)
     assert metrics["judge"]["path"] == str(JUDGE) and metrics["dataset"] == str(eval_data)
     assert "Glyph metrics: dpmsolver++" in proc.stdout and "radical adherence" in proc.stdout
 
@@ -323,18 +327,24 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(assets, tmp_path, in_process, 
 # ----------------------------------------------------------------------------------------------- bad input
 BAD_INPUTS = {
     "missing dataset": (["--dataset", "{tmp}/no-such-dataset"], r"Could not load --dataset .*glyffuser build-dataset"),
-    "missing column": (["--image_column", "img"], r"'img' is not a column .*available columns: image, text, character"),
+    "missing column": (
+        ["--image_column", "img"], r"'img' is not a column .*available columns: image, text, character"
+    ),
     "caption not text": (["--caption_column", "codepoint"], r"not text; text columns: text, character, block"),
     "image not image": (["--image_column", "text"], r"not images; image columns: image"),
     "resolution": (["--resolution", "30"], r"--resolution 30 is not divisible by 4.*use 28 or 32"),
-    "unknown preset": (["--unet_preset", "huge"], r"Unknown --unet_preset 'huge'; valid presets: glyffuser-128, glyffuser-64, tiny-32"),
+    "unknown preset": (
+        ["--unet_preset", "huge"], r"Unknown --unet_preset 'huge'; valid presets: glyffuser-128, glyffuser-64, tiny-32"
+    ),
     "missing unet config": (["--unet_config", "{tmp}/nope.json"], r"--unet_config .*nope.json does not exist"),
     "resume nowhere": (["--resume_from_checkpoint", "{tmp}/nowhere"], r"not a checkpoint folder.*'latest'"),
     "output dir under a file": (["--output_dir", "{tmp}/a-file/out"], r"is a file, not a directory"),
     "encoder offline": (["--text_encoder_name_or_path", "google-t5/t5-small"], r"--text_encoder_name_or_path minilm"),
     "bad dropout": (["--cond_dropout", "1.0"], r"--cond_dropout must be in \[0, 1\)"),
     "bad scheduler": (["--validation_scheduler", "magic"], r"valid names: ddpm, ddim"),
-    "missing judge": (["--eval_judge", "{tmp}/no-judge"], r"--eval_judge .*no-judge does not exist.*glyffuser train-judge"),
+    "missing judge": (
+        ["--eval_judge", "{tmp}/no-judge"], r"--eval_judge .*no-judge does not exist.*glyffuser train-judge"
+    ),
     "eval n too large": (
         ["--eval_judge", str(JUDGE), "--eval_num_samples", "5000"], r"num_samples=5000 exceeds the \d+ held-out glyphs"
     ),
@@ -351,7 +361,9 @@ def test_bad_input_fails_before_training(case, assets, tmp_path):
     if case == "eval no radicals":
         from datasets import Dataset, DatasetDict
 
-        DatasetDict({"test": Dataset.from_dict({"image": [b""], "text": ["water"]})}).save_to_disk(str(tmp_path / "no-radicals"))
+        DatasetDict({"test": Dataset.from_dict({"image": [b""], "text": ["water"]})}).save_to_disk(
+            str(tmp_path / "no-radicals")
+        )
     out = tmp_path / "out"
     argv = common_args(assets, out, "--max_train_steps", "2") + [a.format(tmp=tmp_path) for a in extra]
     if "--output_dir" in extra:
@@ -381,7 +393,11 @@ def test_test_hooks_come_from_the_environment_not_from_flags(assets, tmp_path, c
             train.parse_args([*argv, *flag])
         assert exit_.value.code == 2 and f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err
     assert train.debug_hooks({}) == (None, False, False)
-    env = {"GLYFFUSER_DEBUG_NAN_AT_STEP": "3", "GLYFFUSER_DEBUG_PAUSE_AFTER_CHECKPOINT": "1", "GLYFFUSER_DEBUG_WEIGHT_HASHES": "0"}
+    env = {
+        "GLYFFUSER_DEBUG_NAN_AT_STEP": "3",
+        "GLYFFUSER_DEBUG_PAUSE_AFTER_CHECKPOINT": "1",
+        "GLYFFUSER_DEBUG_WEIGHT_HASHES": "0",
+    }
     assert train.debug_hooks(env) == (3, True, False)
 
 
@@ -394,7 +410,8 @@ def test_embedding_cache_matches_pipeline_and_is_reused(tmp_path, monkeypatch):
     pipe = tiny_pipeline(max_sequence_length=16)
     texts = ["water", "fire", "water", "tree; wood", "fire"]
     first = embeddings.cache_text_embeddings(pipe, texts, tmp_path, batch_size=2, log=lambda *a: None)
-    assert not first.from_cache and first.embeds.shape[:2] == (3, 16) and first.row_to_unique.tolist() == [0, 1, 0, 2, 1]
+    assert not first.from_cache and first.embeds.shape[:2] == (3, 16)
+    assert first.row_to_unique.tolist() == [0, 1, 0, 2, 1]
     embeds, mask, neg, neg_mask = pipe.encode_prompt(texts, device="cpu", do_classifier_free_guidance=True)
     got, got_mask = first.lookup(torch.arange(len(texts)))
     torch.testing.assert_close(got, embeds.detach(), rtol=0, atol=1e-5)
@@ -426,7 +443,9 @@ def test_cond_dropout_swaps_embedding_and_mask():
     x0 = torch.zeros(64, 1, 8, 8)
     text, mask = torch.randn(64, 5, 4), torch.ones(64, 5, dtype=torch.long)
     empty, empty_mask = torch.full((1, 5, 4), 7.0), torch.tensor([[1, 0, 0, 0, 0]])
-    _, t, out, out_mask = train.draw_training_inputs(x0, text, mask, empty, empty_mask, 1000, 0.5, torch.Generator().manual_seed(0))
+    _, t, out, out_mask = train.draw_training_inputs(
+        x0, text, mask, empty, empty_mask, 1000, 0.5, torch.Generator().manual_seed(0)
+    )
     dropped = (out == 7.0).all(dim=(1, 2))
     assert 10 < int(dropped.sum()) < 54
     assert torch.equal(out_mask[dropped], empty_mask.expand(int(dropped.sum()), -1))
@@ -485,7 +504,9 @@ def test_fine_tune_a_saved_pipeline(assets, saved_pipeline_dir, tmp_path, in_pro
     after = GlyphDiffusionPipeline.from_pretrained(out)
     assert after.config.max_sequence_length == before.config.max_sequence_length == 24
     assert after.scheduler.config.beta_schedule == before.scheduler.config.beta_schedule
-    changed = [n for n, p in after.unet.named_parameters() if not torch.equal(p, dict(before.unet.named_parameters())[n])]
+    changed = [
+        n for n, p in after.unet.named_parameters() if not torch.equal(p, dict(before.unet.named_parameters())[n])
+    ]
     assert changed, "fine-tuning did not change the UNet"
 
     # Continuing from a folder this script saved carries its compute, so the card states the total.
@@ -496,5 +517,7 @@ def test_fine_tune_a_saved_pipeline(assets, saved_pipeline_dir, tmp_path, in_pro
     assert again["epochs"] == pytest.approx(2 * record["epochs"])
     from glyph_pipeline.model_card import make_model_card
 
-    card = make_model_card(tmp_path / "again", "user/x", json.loads((tmp_path / "again" / "training_config.json").read_text())).content
+    card = make_model_card(
+        tmp_path / "again", "user/x", json.loads((tmp_path / "again" / "training_config.json").read_text())
+    ).content
     assert "| Training steps | 4 (" in card and "2 of them before the initial weights were saved" in card

@@ -133,8 +133,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--dataset_split", default="train", help="split to train on")
     data.add_argument("--image_column", default="image", help="column with the glyph images")
     data.add_argument("--caption_column", default="text", help="column with the English definitions")
-    data.add_argument("--resolution", type=int, default=None, help="train at this size (default: the UNet's sample_size)")
-    data.add_argument("--max_train_samples", type=int, default=None, help="use a seeded random subset of this many rows")
+    data.add_argument(
+        "--resolution", type=int, default=None, help="train at this size (default: the UNet's sample_size)"
+    )
+    data.add_argument(
+        "--max_train_samples", type=int, default=None, help="use a seeded random subset of this many rows"
+    )
     data.add_argument(
         "--embedding_cache_dir", default=None,
         help=f"where cached text embeddings live (default: {default_cache_dir()})",
@@ -143,14 +147,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--embedding_dtype", default="float32", choices=["float32", "float16", "bfloat16"],
         help="storage dtype of cached text embeddings (float32 matches sampling exactly)",
     )
-    data.add_argument("--text_encoder_batch_size", type=int, default=256, help="captions per encoder call when caching")
+    data.add_argument(
+        "--text_encoder_batch_size", type=int, default=256, help="captions per encoder call when caching"
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--unet_preset", default="tiny-32", help=f"UNet architecture: {', '.join(PRESETS)}")
     model.add_argument(
         "--unet_config", default=None,
         help="UNet2DConditionModel config values applied on top of --unet_preset: a JSON file (a saved "
-        "unet/config.json works) or inline JSON, e.g. '{\"class_embed_type\": \"projection\", \"addition_embed_type\": null}'",
+        "unet/config.json works) or inline JSON, e.g. "
+        "'{\"class_embed_type\": \"projection\", \"addition_embed_type\": null}'",
     )
     model.add_argument(
         "--pretrained_model_name_or_path", default=None,
@@ -186,7 +193,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--train_batch_size", type=int, default=16, help="per device (global = this x processes x accumulation)")
+    optim.add_argument(
+        "--train_batch_size", type=int, default=16, help="per device (global = this x processes x accumulation)"
+    )
     optim.add_argument("--num_train_epochs", type=int, default=100)
     optim.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
     optim.add_argument("--learning_rate", type=float, default=1e-4)
@@ -210,7 +219,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--dataloader_num_workers", type=int, default=0)
 
     ckpt = parser.add_argument_group("checkpoints")
-    ckpt.add_argument("--checkpointing_steps", type=int, default=500, help="save the training state every N steps (0: never)")
+    ckpt.add_argument(
+        "--checkpointing_steps", type=int, default=500, help="save the training state every N steps (0: never)"
+    )
     ckpt.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep only the newest N checkpoints")
     ckpt.add_argument(
         "--resume_from_checkpoint", default=None,
@@ -225,17 +236,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     val.add_argument("--validation_inference_steps", type=int, default=RECOMMENDED_STEPS)
     val.add_argument("--validation_guidance_scale", type=float, default=RECOMMENDED_GUIDANCE)
 
-    ev = parser.add_argument_group("evaluation (`glyffuser evaluate` on the final pipeline; numbers go on the model card)")
-    ev.add_argument("--eval_judge", default=None, help="glyph judge folder (`glyffuser train-judge`); enables the evaluation")
+    ev = parser.add_argument_group(
+        "evaluation (`glyffuser evaluate` on the final pipeline; numbers go on the model card)"
+    )
+    ev.add_argument(
+        "--eval_judge", default=None, help="glyph judge folder (`glyffuser train-judge`); enables the evaluation"
+    )
     ev.add_argument("--eval_dataset", default=None, help="dataset with a held-out 'test' split (default: --dataset)")
     ev.add_argument("--eval_num_samples", type=int, default=256, help="held-out prompts scored (FGD compares equal n)")
-    ev.add_argument("--eval_scheduler", default=RECOMMENDED_SAMPLER, help="sampler for the evaluation (a --validation_scheduler name)")
+    ev.add_argument(
+        "--eval_scheduler", default=RECOMMENDED_SAMPLER,
+        help="sampler for the evaluation (a --validation_scheduler name)",
+    )
     ev.add_argument("--eval_inference_steps", type=int, default=RECOMMENDED_STEPS)
     ev.add_argument("--eval_guidance_scale", type=float, default=RECOMMENDED_GUIDANCE)
-    ev.add_argument("--eval_probe_samples", type=int, default=8, help="samples per probe prompt ('gold' -> 金 ...; 0: skip)")
+    ev.add_argument(
+        "--eval_probe_samples", type=int, default=8, help="samples per probe prompt ('gold' -> 金 ...; 0: skip)"
+    )
 
     out = parser.add_argument_group("output")
-    out.add_argument("--output_dir", default="glyffuser-model", help="checkpoints, logs, validation grids, final pipeline")
+    out.add_argument(
+        "--output_dir", default="glyffuser-model", help="checkpoints, logs, validation grids, final pipeline"
+    )
     out.add_argument("--logging_dir", default="logs", help="tracker folder, relative to --output_dir")
     default_tracker = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
     out.add_argument("--report_to", default=default_tracker, choices=["tensorboard", "wandb", "all", "none"])
@@ -243,7 +265,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     hub = parser.add_argument_group("hub")
     hub.add_argument("--push_to_hub", action="store_true", help="upload the final pipeline with a model card")
-    hub.add_argument("--hub_model_id", default=None, help="'name' or 'user-or-org/name' (default: --output_dir's name)")
+    hub.add_argument(
+        "--hub_model_id", default=None, help="'name' or 'user-or-org/name' (default: --output_dir's name)"
+    )
     hub.add_argument("--hub_token", default=None, help="default: HF_TOKEN, else the `hf auth login` cache")
     hub.add_argument("--hub_private", action="store_true", help="create the repo private")
     hub.add_argument("--hub_revision", default=None, help="branch to push to (created if missing)")
@@ -277,17 +301,21 @@ def debug_hooks(environ: Mapping[str, str] = os.environ) -> DebugHooks:
 
 def check_numbers(args: argparse.Namespace) -> None:
     positive = [
-        "train_batch_size", "num_train_epochs", "learning_rate", "gradient_accumulation_steps", "num_validation_images",
-        "validation_inference_steps", "text_encoder_batch_size", "eval_inference_steps",
+        "train_batch_size", "num_train_epochs", "learning_rate", "gradient_accumulation_steps",
+        "num_validation_images", "validation_inference_steps", "text_encoder_batch_size", "eval_inference_steps",
     ]
     for name in positive:
         if getattr(args, name) <= 0:
             raise TrainingSetupError(f"--{name} must be > 0, got {getattr(args, name)}.")
-    for name in ("max_train_steps", "max_train_samples", "max_text_length", "num_train_timesteps", "checkpoints_total_limit"):
+    for name in (
+        "max_train_steps", "max_train_samples", "max_text_length", "num_train_timesteps", "checkpoints_total_limit"
+    ):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise TrainingSetupError(f"--{name} must be > 0, got {value}.")
-    for name in ("lr_warmup_steps", "checkpointing_steps", "validation_steps", "max_grad_norm", "dataloader_num_workers"):
+    for name in (
+        "lr_warmup_steps", "checkpointing_steps", "validation_steps", "max_grad_norm", "dataloader_num_workers"
+    ):
         if getattr(args, name) < 0:
             raise TrainingSetupError(f"--{name} must be >= 0, got {getattr(args, name)}.")
     if not 0.0 <= args.cond_dropout < 1.0:
@@ -299,7 +327,9 @@ def check_numbers(args: argparse.Namespace) -> None:
     if args.eval_probe_samples < 0:
         raise TrainingSetupError(f"--eval_probe_samples must be >= 0, got {args.eval_probe_samples}.")
     if args.eval_scheduler not in SCHEDULERS:
-        raise TrainingSetupError(f"Unknown --eval_scheduler {args.eval_scheduler!r}; valid names: {', '.join(SCHEDULERS)}.")
+        raise TrainingSetupError(
+            f"Unknown --eval_scheduler {args.eval_scheduler!r}; valid names: {', '.join(SCHEDULERS)}."
+        )
     if args.validation_scheduler not in SCHEDULERS:
         raise TrainingSetupError(
             f"Unknown --validation_scheduler {args.validation_scheduler!r}; valid names: {', '.join(SCHEDULERS)}."
@@ -315,7 +345,8 @@ def check_output_dir(output_dir: str) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise TrainingSetupError(
-            f"--output_dir {output_dir} is not usable: {probe} is a file, not a directory. Choose another --output_dir."
+            f"--output_dir {output_dir} is not usable: {probe} is a file, not a directory. "
+            "Choose another --output_dir."
         )
     try:
         with tempfile.TemporaryFile(dir=probe):
@@ -371,8 +402,8 @@ def prepare_eval(args: argparse.Namespace):
         return prepare_evaluation(args.eval_judge, source, args.eval_num_samples)
     except Exception as err:  # whatever the judge/dataset loaders raise: all mean "fix the flag"
         raise TrainingSetupError(
-            f"--eval_judge {args.eval_judge} with dataset {source}: {err} (fix the flag, or drop --eval_judge to train without "
-            "the final evaluation)."
+            f"--eval_judge {args.eval_judge} with dataset {source}: {err} "
+            "(fix the flag, or drop --eval_judge to train without the final evaluation)."
         ) from err
 
 
@@ -384,9 +415,9 @@ def run_eval(pipe: GlyphDiffusionPipeline, evaluation, args: argparse.Namespace,
     _, splits = evaluation  # the checked data; the judge goes by path so its saved accuracy is reported too
     pipe.set_progress_bar_config(disable=True)
     result = evaluate_pipeline(
-        pipe, args.eval_judge, splits, num_samples=args.eval_num_samples, num_inference_steps=args.eval_inference_steps,
-        guidance_scale=args.eval_guidance_scale, seed=args.seed, scheduler=args.eval_scheduler,
-        probe_samples=args.eval_probe_samples, log=logger.info,
+        pipe, args.eval_judge, splits, num_samples=args.eval_num_samples,
+        num_inference_steps=args.eval_inference_steps, guidance_scale=args.eval_guidance_scale, seed=args.seed,
+        scheduler=args.eval_scheduler, probe_samples=args.eval_probe_samples, log=logger.info,
     )
     result["dataset"] = args.eval_dataset or args.dataset
     write_json(result, output_dir / METRICS_FILE)
@@ -450,8 +481,9 @@ def load_model(args: argparse.Namespace) -> dict[str, Any]:
                 f"text width {expected}; fine-tune with the pipeline's own encoder (drop --text_encoder_name_or_path)."
             )
         return dict(
-            unet=unet, tokenizer=tokenizer, text_encoder=text_encoder, schedule=schedule, max_len=max_len, source=source,
-            text_encoder_source=encoder_source, prior_training=prior_training(args.pretrained_model_name_or_path),
+            unet=unet, tokenizer=tokenizer, text_encoder=text_encoder, schedule=schedule, max_len=max_len,
+            source=source, text_encoder_source=encoder_source,
+            prior_training=prior_training(args.pretrained_model_name_or_path),
         )
 
     if args.unet_preset not in PRESETS:
@@ -472,9 +504,13 @@ def load_model(args: argparse.Namespace) -> dict[str, Any]:
         except FileNotFoundError as err:
             raise TrainingSetupError(f"--unet_config {args.unet_config} does not exist.") from err
         except (OSError, json.JSONDecodeError) as err:
-            raise TrainingSetupError(f"--unet_config {args.unet_config} is not a readable JSON object ({err}).") from err
+            raise TrainingSetupError(
+                f"--unet_config {args.unet_config} is not a readable JSON object ({err})."
+            ) from err
         if not isinstance(overrides, dict):
-            raise TrainingSetupError(f"--unet_config {args.unet_config} must hold a JSON object of UNet config values.")
+            raise TrainingSetupError(
+                f"--unet_config {args.unet_config} must hold a JSON object of UNet config values."
+            )
         overrides = {k: v for k, v in overrides.items() if not k.startswith("_")}
     tokenizer, text_encoder = load_encoder(args.text_encoder_name_or_path or DEFAULT_TEXT_ENCODER)
     width = hidden_size(text_encoder)
@@ -489,7 +525,8 @@ def load_model(args: argparse.Namespace) -> dict[str, Any]:
     schedule = noise_schedule(**explicit_schedule)
     return dict(
         unet=None, unet_config=config, tokenizer=tokenizer, text_encoder=text_encoder, schedule=schedule,
-        max_len=args.max_text_length or 32, source=f"preset:{args.unet_preset}" + (f"+{args.unet_config}" if args.unet_config else ""),
+        max_len=args.max_text_length or 32,
+        source=f"preset:{args.unet_preset}" + (f"+{args.unet_config}" if args.unet_config else ""),
         text_encoder_source=encoder_source_name(args.text_encoder_name_or_path or DEFAULT_TEXT_ENCODER),
     )
 
@@ -518,7 +555,8 @@ def load_training_data(args: argparse.Namespace):
         splits = load_glyph_dataset(args.dataset)
     except Exception as err:
         raise TrainingSetupError(
-            f"Could not load --dataset {args.dataset} ({str(err).splitlines()[0] if str(err) else type(err).__name__}). "
+            f"Could not load --dataset {args.dataset} "
+            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}). "
             "Pass a save_to_disk folder, a parquet file, an imagefolder with metadata.jsonl or a Hub dataset name; "
             "build one with `glyffuser build-dataset --out DIR --size 32`."
         ) from err
@@ -535,7 +573,9 @@ def load_training_data(args: argparse.Namespace):
                 f"{flag} {name!r} is not a column of {args.dataset}; available columns: {', '.join(columns)}."
             )
     features = dataset.features
-    text_columns = [c for c in columns if isinstance(features[c], Value) and features[c].dtype in ("string", "large_string")]
+    text_columns = [
+        c for c in columns if isinstance(features[c], Value) and features[c].dtype in ("string", "large_string")
+    ]
     if args.caption_column not in text_columns:
         raise TrainingSetupError(
             f"--caption_column {args.caption_column!r} holds {features[args.caption_column]!r}, not text; "
@@ -820,7 +860,9 @@ def log_validation(pipe: GlyphDiffusionPipeline, args, accelerator: Accelerator,
         elif tracker.name == "wandb":
             import wandb
 
-            tracker.log({"validation": [wandb.Image(im, caption=prompts[i // n]) for i, im in enumerate(images)]}, step=step)
+            tracker.log(
+                {"validation": [wandb.Image(im, caption=prompts[i // n]) for i, im in enumerate(images)]}, step=step
+            )
     logger.info(f"Validation grid ({len(prompts)} prompts x {n}, {type(pipe.scheduler).__name__}) -> {path}")
     return path
 
@@ -908,10 +950,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)),
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)
+        ),
         cpu=_cpu_only(),
     )
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
     if accelerator.is_local_main_process:
         datasets.utils.logging.set_verbosity_warning()
         transformers.utils.logging.set_verbosity_warning()
@@ -945,7 +991,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     num_timesteps = noise_scheduler.config.num_train_timesteps
     ema = None
     if args.use_ema:
-        ema = EMAModel(unet.parameters(), decay=args.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config)
+        ema = EMAModel(
+            unet.parameters(), decay=args.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config
+        )
         ema.to(accelerator.device)
 
     # ---- 4. data: text embeddings once (main process writes the cache, the others read it), images once
@@ -985,7 +1033,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     if args.lr_warmup_steps >= max_train_steps and args.lr_scheduler != "constant":
-        logger.warning(f"--lr_warmup_steps {args.lr_warmup_steps} >= {max_train_steps} training steps: the LR never leaves warm-up.")
+        logger.warning(
+            f"--lr_warmup_steps {args.lr_warmup_steps} >= {max_train_steps} training steps: "
+            "the LR never leaves warm-up."
+        )
     # The prepared scheduler steps once per process per optimiser step (accelerate), hence the scaling.
     lr_scheduler = get_scheduler(
         args.lr_scheduler, optimizer=optimizer,
@@ -1016,8 +1067,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if (progress.world_size, progress.global_batch) != (accelerator.num_processes, global_batch):
                 logger.warning(
                     f"The checkpoint was written with {progress.world_size} process(es) and global batch "
-                    f"{progress.global_batch}; now {accelerator.num_processes} and {global_batch}. Training continues, "
-                    "but the data order is no longer the one of an uninterrupted run."
+                    f"{progress.global_batch}; now {accelerator.num_processes} and {global_batch}. "
+                    "Training continues, but the data order is no longer the one of an uninterrupted run."
                 )
     progress.world_size, progress.global_batch = accelerator.num_processes, global_batch
     global_step = progress.global_step
@@ -1027,15 +1078,23 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     n_params = sum(p.numel() for p in unet.parameters())
     logger.info("***** Running training *****")
     logger.info(f"  Rows = {len(images):,} ({len(cache.unique_texts):,} distinct captions), resolution {resolution}px")
-    logger.info(f"  UNet = {parts['source']}, {n_params / 1e6:.2f}M parameters; text encoder width {hidden_size(text_encoder)}")
-    logger.info(f"  Epochs = {num_epochs}, steps per epoch = {steps_per_epoch}, total optimisation steps = {max_train_steps}")
+    logger.info(
+        f"  UNet = {parts['source']}, {n_params / 1e6:.2f}M parameters; "
+        f"text encoder width {hidden_size(text_encoder)}"
+    )
+    logger.info(
+        f"  Epochs = {num_epochs}, steps per epoch = {steps_per_epoch}, "
+        f"total optimisation steps = {max_train_steps}"
+    )
     logger.info(
         f"  Batch per device = {args.train_batch_size}, processes = {accelerator.num_processes}, "
         f"accumulation = {args.gradient_accumulation_steps} -> global batch {global_batch}"
     )
 
     # ---- 7. train
-    bar = tqdm(range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
     device = accelerator.device
     step_loss = 0.0
     last_checkpoint = resume_path
@@ -1130,7 +1189,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         digest = weights_digest(accelerator.unwrap_model(unet))
         ema_digest = None
         if ema is not None:
-            ema_digest = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes() for p in ema.shadow_params)).hexdigest()
+            ema_digest = hashlib.sha256(
+                b"".join(p.detach().cpu().float().numpy().tobytes() for p in ema.shadow_params)
+            ).hexdigest()
         hashes = gather_object([{"rank": accelerator.process_index, "unet": digest, "ema": ema_digest}])
         if main_process:
             write_text(output_dir / "debug_weight_hashes.json", json.dumps(hashes, indent=2) + "\n")
@@ -1151,15 +1212,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "unet_parameters": n_params,
             "ema": ema is not None,
             "text_encoder": {
-                "name_or_path": args.text_encoder_name_or_path or (None if args.pretrained_model_name_or_path else DEFAULT_TEXT_ENCODER),
+                "name_or_path": (
+                    args.text_encoder_name_or_path
+                    or (None if args.pretrained_model_name_or_path else DEFAULT_TEXT_ENCODER)
+                ),
                 "class": type(text_encoder).__name__,
                 "hidden_size": hidden_size(text_encoder),
                 "max_sequence_length": parts["max_len"],
             },
             "noise_schedule": parts["schedule"],
             "dataset": {
-                "source": args.dataset, "local": Path(args.dataset).exists(), "split": args.dataset_split, "rows": len(images),
-                "distinct_captions": len(cache.unique_texts), "resolution": resolution,
+                "source": args.dataset, "local": Path(args.dataset).exists(), "split": args.dataset_split,
+                "rows": len(images), "distinct_captions": len(cache.unique_texts), "resolution": resolution,
                 "embedding_cache": str(cache.path), "embedding_cache_hit": cache.from_cache,
             },
             "hardware": hardware_summary(accelerator),
@@ -1228,16 +1292,19 @@ def print_summary(r: dict[str, Any], output_dir: Path) -> None:
         "=" * 72,
         " glyffuser training summary",
         "=" * 72,
-        f" steps        {r['steps']:,} (in total {r['total_steps']:,}, {r['epochs']:.2f} epochs)" + (f", resumed from {r['resumed_from']}" if r["resumed_from"] else ""),
+        f" steps        {r['steps']:,} (in total {r['total_steps']:,}, {r['epochs']:.2f} epochs)"
+        + (f", resumed from {r['resumed_from']}" if r["resumed_from"] else ""),
         f" batch        global {r['global_batch_size']} on {r['world_size']} process(es), {r['hardware']['device']}"
         f" [{r['hardware']['distributed_type']}, precision {r['hardware']['mixed_precision']}]",
         f" data         {r['dataset']['rows']:,} rows, {r['dataset']['distinct_captions']:,} distinct captions, "
-        f"{r['dataset']['resolution']}px; text embeddings {'cached' if r['dataset']['embedding_cache_hit'] else 'encoded'} "
-        f"in {r['text_embedding_seconds']:.1f}s",
-        f" throughput   {r['samples_per_second'] or 0:.1f} samples/s ({r['samples_seen']:,} samples in {r['train_seconds']:.1f}s of training)",
+        f"{r['dataset']['resolution']}px; text embeddings "
+        f"{'cached' if r['dataset']['embedding_cache_hit'] else 'encoded'} in {r['text_embedding_seconds']:.1f}s",
+        f" throughput   {r['samples_per_second'] or 0:.1f} samples/s "
+        f"({r['samples_seen']:,} samples in {r['train_seconds']:.1f}s of training)",
         f" time         {r['wall_time_seconds']:.1f}s wall for this run",
         f" loss         first 10 steps {fmt(r['initial_loss'])} -> last 10 steps {fmt(r['final_loss'])}",
-        f" pipeline     {output_dir} ({'EMA' if r['ema'] else 'raw'} weights, {r['unet_parameters'] / 1e6:.2f}M params)",
+        f" pipeline     {output_dir} ({'EMA' if r['ema'] else 'raw'} weights, "
+        f"{r['unet_parameters'] / 1e6:.2f}M params)",
         f" samples      {r['validation_grid']}",
         "=" * 72,
     ]
