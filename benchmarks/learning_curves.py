@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from glyph_pipeline.atomic import atomic_output
+from glyph_pipeline.atomic import atomic_output, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
@@ -171,8 +171,25 @@ COLUMNS = [
 ]
 
 
+def merge_record(curves: dict[str, list[dict]], record: Path) -> dict[str, list[dict]]:
+    """Add the scored stages to the committed `record` (JSON, {arm: [point, ...]}) and return the union.
+
+    Training runs live in a scratch folder that a later session no longer has; the record keeps every point
+    measured so far, so a curve continued from the shipped weights is plotted with the stages before it.
+    """
+    merged = json.loads(record.read_text()) if record.is_file() else {}
+    for arm, points in curves.items():
+        by_steps = {p["steps"]: p for p in merged.get(arm, [])}
+        by_steps.update({p["steps"]: p for p in points})
+        merged[arm] = [by_steps[k] for k in sorted(by_steps)]
+    write_text(record, json.dumps(merged, indent=1) + "\n")
+    return merged
+
+
 def report(args: argparse.Namespace) -> int:
-    curves = collect(args.out)
+    curves = collect(args.out) if args.out.is_dir() else {}
+    if args.record:
+        curves = merge_record(curves, args.record)
     if not curves:
         print(f"No scored stages under {args.out}; run `learning_curves.py run` first.", file=sys.stderr)
         return 2
@@ -233,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("report", help="markdown table and plots of every scored stage")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--plot", type=Path, default=None)
+    p.add_argument("--record", type=Path, default=None,
+                   help="JSON of every point measured so far (e.g. benchmarks/results/learning-curves.json): the "
+                        "scored stages are merged into it, and the table and plot show all of it")  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "run":
         for name in ("dataset", "judge"):
