@@ -375,6 +375,12 @@ def _sample_caption(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> str:
     )
 
 
+def _training_commands(tc: Mapping[str, Any]) -> str | None:
+    """The launch command(s) that made the weights: one block, each continued run after its predecessor."""
+    commands = [c for c in (tc.get("commands") or [tc.get("command")]) if isinstance(c, str)]
+    return "\n# then, continuing from the weights saved above:\n".join(commands) or None
+
+
 def make_model_card(
     folder: str | os.PathLike,
     repo_id: str,
@@ -432,7 +438,7 @@ def make_model_card(
         sample_grid=sample_grid,
         sample_caption=sample_caption or _sample_caption(tc, facts),
         training_rows=_training_rows(tc, facts) if tc else [],
-        training_command=tc.get("command") if isinstance(tc.get("command"), str) else None,
+        training_command=_training_commands(tc),
         metric_rows=metric_rows,
         metrics_note=metrics_note,
         dataset_label=_dataset_link(dataset_id) if dataset_id else None,

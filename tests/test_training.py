@@ -521,3 +521,5 @@ def test_fine_tune_a_saved_pipeline(assets, saved_pipeline_dir, tmp_path, in_pro
         tmp_path / "again", "user/x", json.loads((tmp_path / "again" / "training_config.json").read_text())
     ).content
     assert "| Training steps | 4 (" in card and "2 of them before the initial weights were saved" in card
+    assert again["commands"][0] == record["command"] and len(again["commands"]) == 2
+    assert "# then, continuing from the weights saved above:" in card

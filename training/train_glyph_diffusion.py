@@ -776,6 +776,14 @@ def prior_training(model: str) -> dict[str, Any] | None:
         return None
 
 
+def prior_commands(record: dict[str, Any] | None) -> list[str]:
+    """The launch commands recorded with the initial weights (none for a preset or a foreign folder)."""
+    if not record:
+        return []
+    commands = record.get("commands") or [record.get("command")]
+    return [c for c in commands if isinstance(c, str)]
+
+
 def diffusion_loss(pred, target, timesteps, noise_scheduler, prediction_type: str, snr_gamma: float | None):
     """MSE, optionally min-SNR weighted (Hang et al. 2023): the weight on the x0 error is min(snr, gamma);
     an epsilon error carries snr times the x0 error, a v error (snr + 1) times, hence the divisions."""
@@ -1205,6 +1213,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         final = float(np.mean(progress.recent_losses)) if progress.recent_losses else None
         result = {
             "command": command_line(args._argv),
+            # Every run that led to these weights, oldest first (a continued model lists its initial training).
+            "commands": [*prior_commands(parts.get("prior_training")), command_line(args._argv)],
             "args": {k: v for k, v in vars(args).items() if "token" not in k and not k.startswith("_")},
             "preset": args.unet_preset if not args.pretrained_model_name_or_path else None,
             "model_source": parts["source"],
