@@ -83,9 +83,12 @@ def load_glyph_pipeline(
     if scheduler is not None:
         sampling_scheduler(scheduler)  # an unknown name fails here, before the weights load
     try:
-        pipe = GlyphDiffusionPipeline.from_pretrained(source)
+        pipe = GlyphDiffusionPipeline.from_pretrained(source, use_safetensors=True)  # never unpickle weights
     except (OSError, ValueError) as err:
-        raise NotAPipelineError(f"Could not load a glyph pipeline from {source!r}: {err}") from err
+        raise NotAPipelineError(
+            f"Could not load a glyph pipeline from {source!r}: {err} (glyffuser loads weights from safetensors "
+            "only; re-save a pickled folder with `pipe.save_pretrained(dir)`, whose default is safetensors)."
+        ) from err
     if scheduler is not None:
         pipe.scheduler = sampling_scheduler(scheduler, base_config=pipe.scheduler.config)
     pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -329,6 +329,16 @@ def test_model_path_not_a_pipeline(judge_dir, tmp_path):
         load_glyph_pipeline(tmp_path / "missing")
 
 
+def test_loader_never_unpickles_weights(tmp_path):
+    from conftest import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "pickled", safe_serialization=False)  # the UNet as a .bin
+    with pytest.raises(NotAPipelineError, match="safetensors only"):
+        load_glyph_pipeline(tmp_path / "pickled", device="cpu")
+    tiny_pipeline().save_pretrained(tmp_path / "safe")
+    assert load_glyph_pipeline(tmp_path / "safe", device="cpu").unet.config.sample_size == 16
+
+
 # ----------------------------------------------------------------------------- end to end
 def test_generation_does_not_depend_on_batch_size(tiny):
     pipe = tiny
