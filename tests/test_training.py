@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 import torch
 from conftest import tiny_text_encoder
@@ -88,10 +89,14 @@ def free_port() -> int:
 
 
 def launch(
-    args: list[str], config: str | None = "cpu.yaml", timeout: float = 900, env: dict[str, str] | None = None, **popen
+    args: list[str], config: str | None = "cpu.yaml", timeout: float = 900, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """`accelerate launch --config_file <config> train_glyph_diffusion.py args` (or plain python if config is None),
-    with `env` added to the environment."""
+    with `env` added to the environment.
+
+    Past `timeout` the whole process tree is killed (the launcher's workers too, which would otherwise keep the
+    output pipes open) and the test fails with what the run printed, instead of hanging the suite.
+    """
     if config is None:
         cmd = [sys.executable, str(SCRIPT), *args]
     else:
@@ -99,12 +104,20 @@ def launch(
         if "2proc" in config:
             cmd += ["--main_process_port", str(free_port())]
         cmd += [str(SCRIPT), *args]
-    result = subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout, **popen)
-    if result.returncode != 0:
+    proc = subprocess.Popen(cmd, env={**ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as hung:
+        # torchrun puts each worker in a session of its own: find the tree by parentage, not by process group.
+        for p in [*psutil.Process(proc.pid).children(recursive=True), proc]:
+            p.kill()
+        stdout, stderr = proc.communicate()
         raise AssertionError(
-            f"{' '.join(cmd)}\nexit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-        )
-    return result
+            f"{' '.join(cmd)}\nstill running after {timeout}s\n{stdout[-3000:]}\n{stderr[-6000:]}"
+        ) from hung
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)}\nexit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-6000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def unet_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -293,6 +306,7 @@ def test_two_cpu_processes_train_in_sync(assets, tmp_path):
             "--use_ema",
         ),
         config="cpu_2proc.yaml",
+        timeout=300,  # ~20 s here; a hang (e.g. at the gloo teardown) fails with the run's output
         env={"GLYFFUSER_DEBUG_WEIGHT_HASHES": "1"},
     )
     record = json.loads((out / "training_config.json").read_text())

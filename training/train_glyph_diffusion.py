@@ -1259,6 +1259,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     # All ranks tear the process group down together: a rank that destroys it alone while another is still
     # saving can leave the other hanging at exit. The Hub upload below needs no collectives.
     accelerator.wait_for_everyone()
+    # Free the DDP wrapper while the group is still registered. Otherwise its Reducer holds the last reference
+    # and destroys the gloo group while holding the GIL, joining a worker thread that needs the GIL to drop
+    # its last collective's tensors: a deadlock at exit (seen about 1 run in 5; pytorch#56297).
+    unet = accelerator.unwrap_model(unet)
+    accelerator.free_memory()
     accelerator.end_training()
     if main_process:
         # After the process group is gone: other ranks do not wait at a barrier (and time out) meanwhile.
