@@ -98,6 +98,8 @@ def run_arm(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         prior = int(record.get("total_steps", record["steps"]))
+        # One run folder per starting point: its checkpoints never resume a continuation from other weights.
+        run = root / f"run-from-{prior:06d}"
         if not (root / f"step-{prior:06d}").is_dir():
             snapshot(args.init, root / f"step-{prior:06d}", extra=("metrics.json",))
         model_flags = ["--pretrained_model_name_or_path", str(args.init)]
