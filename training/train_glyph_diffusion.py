@@ -1261,7 +1261,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     # Free the DDP wrapper while the group is still registered. Otherwise its Reducer holds the last reference
     # and destroys the gloo group while holding the GIL, joining a worker thread that needs the GIL to drop
-    # its last collective's tensors: a deadlock at exit (seen about 1 run in 5; pytorch#56297).
+    # its last collective's tensors: a deadlock at exit (the 5th of 5 looped test runs hung; pytorch#56297).
     unet = accelerator.unwrap_model(unet)
     accelerator.free_memory()
     accelerator.end_training()
