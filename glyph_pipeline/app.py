@@ -279,11 +279,11 @@ class RealGlyphs:
         """The `k` training glyphs closest to each image (RMS pixel difference at the dataset's size)."""
         import torch
 
+        from .metrics import nearest_glyphs
+
         x = torch.from_numpy(np.stack([np.asarray(resize_glyph(im, self.size)) for im in images]))
         x = x.reshape(len(images), -1).to(torch.float32) / 255.0
-        squared = (x * x).sum(dim=1, keepdim=True) - 2 * x @ self._flat.T + self._sq_norms[None]
-        values, indices = torch.topk(squared.clamp_min(0), min(k, len(self)), dim=1, largest=False)
-        rms = (values / x.shape[1]).sqrt()
+        rms, indices = nearest_glyphs(x, self._flat, k, self._sq_norms)
         return [
             [
                 Neighbour(

@@ -251,6 +251,67 @@ def ink_statistics(images: Any) -> dict[str, float]:
     return {"mean_pixel": float(x.mean()), "ink_fraction": float((x < 0.5).float().mean())}
 
 
+def nearest_glyphs(
+    queries: torch.Tensor, reference: torch.Tensor, k: int = 1, reference_sq_norms: torch.Tensor | None = None,
+    chunk: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(RMS pixel distances (n, k), indices (n, k)) of the `k` reference glyphs nearest to each query.
+
+    `queries` (n, D) and `reference` (m, D) are flattened float glyphs in [0, 1] at one size; pass the
+    reference's squared row norms when searching the same reference often (the app does). One search for the
+    app's nearest-glyph panel and the copy rate, so both read the same distance.
+    """
+    norms = (reference * reference).sum(dim=1) if reference_sq_norms is None else reference_sq_norms
+    values, indices = [], []
+    for start in range(0, len(queries), chunk):
+        x = queries[start : start + chunk]
+        squared = (x * x).sum(dim=1, keepdim=True) - 2 * x @ reference.T + norms[None]
+        v, i = torch.topk(squared.clamp_min(0), min(k, len(reference)), dim=1, largest=False)
+        values.append((v / x.shape[1]).sqrt())
+        indices.append(i)
+    return torch.cat(values), torch.cat(indices)
+
+
+def flat_glyphs(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(n, size*size) float in [0, 1] of (n, 1, H, W) glyphs (uint8 or float), resized as the judge resizes."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if x.shape[-2:] != (size, size):
+        shrink = x.shape[-1] > size
+        x = torch.nn.functional.interpolate(
+            x, size=(size, size), mode="area" if shrink else "bilinear", align_corners=None if shrink else False
+        )
+    return x.reshape(len(x), -1)
+
+
+COPY_PERCENTILE = 1.0  # the copy threshold: this percentile of real held-out glyphs' nearest-training distance
+
+
+def copy_statistics(
+    samples: dict[str, torch.Tensor], training: torch.Tensor, held_out: torch.Tensor,
+    percentile: float = COPY_PERCENTILE,
+) -> dict[str, Any]:
+    """Does the model invent glyphs or copy its training set?
+
+    Held-out real glyphs copy nothing by construction, so their distances to the nearest training glyph
+    calibrate the threshold: a sample closer to a training glyph than `percentile` % of them is counted as a
+    copy. `samples` maps a name (e.g. "held_out_prompts") to flattened glyphs; `training` and `held_out` are
+    flattened real glyphs at the same size (see `flat_glyphs`).
+    """
+    real = nearest_glyphs(held_out, training)[0][:, 0]
+    threshold = float(np.percentile(real.numpy(), percentile))
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "percentile": percentile,
+        "num_training": len(training),
+        "held_out_real": {"num": len(held_out), "median_distance": float(real.median())},
+    }
+    for name, x in samples.items():
+        d = nearest_glyphs(x, training)[0][:, 0]
+        copy_rate = float((d < threshold).float().mean())
+        out[name] = {"num": len(x), "copy_rate": copy_rate, "median_distance": float(d.median())}
+    return out
+
+
 def prompt_sensitivity(images: torch.Tensor, num_prompts: int, num_seeds: int) -> dict[str, float]:
     """How much samples change with the prompt, relative to how much they change with the seed.
 
@@ -378,11 +439,13 @@ def prepare_evaluation(
     dataset: str | os.PathLike | Dataset | DatasetDict,
     num_samples: int = DEFAULT_NUM_SAMPLES,
     held_out_split: str = "test",
+    copy_split: str | None = "train",
 ) -> tuple[GlyphJudge, DatasetDict]:
     """Load and check what an evaluation needs, without sampling anything.
 
     The training script calls this before step 1 (`--eval_judge`), so a wrong judge folder, a dataset
-    without a held-out split or radicals, or too large an `n` fails in seconds, not after hours of training.
+    without a held-out split or radicals, a copy rate without the training glyphs to compare with
+    (`copy_split`; None: no copy rate), or too large an `n` fails in seconds, not after hours of training.
     """
     if not isinstance(judge, GlyphJudge):
         judge = load_judge(judge)
@@ -401,6 +464,12 @@ def prepare_evaluation(
         raise GlyphMetricsError(
             f"num_samples={num_samples} exceeds the {scorable} held-out glyphs with a radical; "
             f"use --num-samples {scorable} or fewer (FGD compares equal-size sets)."
+        )
+    if copy_split is not None and copy_split not in splits:
+        raise GlyphMetricsError(
+            f"The copy rate needs the training glyphs: the dataset has no {copy_split!r} split (has {list(splits)}). "
+            f"Pass the dataset the model was trained on (with its {copy_split!r} split), or skip the copy rate "
+            "(--no-copy-rate; copy_rate=False)."
         )
     return judge, splits
 
@@ -424,6 +493,7 @@ def evaluate_pipeline(
     train_prompt_samples: int | None = None,
     sensitivity_prompts: int = 16,
     sensitivity_seeds: int = 4,
+    copy_rate: bool = True,
 ) -> dict[str, Any]:
     """Score a glyph pipeline against held-out real glyphs with the radical judge.
 
@@ -439,12 +509,19 @@ def evaluate_pipeline(
     `train_prompt_samples` training characters, default `num_samples`; 0 skips) — a model that learned
     the text at all gets those right before held-out ones; and *prompt sensitivity* on a grid of
     `sensitivity_prompts` held-out definitions x `sensitivity_seeds` shared seeds (0 skips).
+
+    `copy_rate` (needs `reference_split`, the training glyphs) adds `copies`: the share of samples, for
+    held-out and for training prompts, whose nearest training glyph is closer than 99 % of real held-out
+    glyphs are to theirs (`copy_statistics`) — the article's glyphs are meant to be new.
     """
     from .schedulers import sampling_scheduler
 
     t0 = time.perf_counter()
     judge_path = None if isinstance(judge, GlyphJudge) else str(judge)
-    judge, splits = prepare_evaluation(judge, dataset, num_samples, held_out_split)
+    copy_split = reference_split if copy_rate else None
+    if copy_rate and reference_split is None:
+        raise GlyphMetricsError("The copy rate needs reference_split (the training split); or pass copy_rate=False.")
+    judge, splits = prepare_evaluation(judge, dataset, num_samples, held_out_split, copy_split)
     judge_info = {"path": judge_path, "size": judge.config.sample_size, "parameters": judge.num_parameters()}
     if judge_path:
         saved = load_judge_metrics(judge_path)
@@ -536,6 +613,15 @@ def evaluate_pipeline(
         }
     if sensitivity_images is not None:
         result["sensitivity"] = prompt_sensitivity(sensitivity_images, n_sens, sensitivity_seeds)
+    if copy_split is not None:
+        training = decode_split(splits[copy_split], size, with_text=False).images
+        samples = {"held_out_prompts": generated}
+        if train_images is not None:
+            samples["train_prompts"] = train_images
+        result["copies"] = copy_statistics(
+            {k: flat_glyphs(v, size) for k, v in samples.items()},
+            flat_glyphs(training, size), flat_glyphs(held.images, size),
+        )
 
     if reference_split and reference_split in splits:
         ref_ds = splits[reference_split]
@@ -645,6 +731,21 @@ def format_report(result: dict[str, Any]) -> str:
             f"|Δpixel| prompt-only {v['delta_prompt']:.3f} / seed-only {v['delta_seed']:.3f} "
             f"({v['num_prompts']} prompts x {v['num_seeds']} seeds; ≈ 0: the text is ignored)"
         )
+    if "copies" in result:
+        c = result["copies"]
+        lines.append(
+            f"{'copy rate, held-out prompts':<28}{fmt(c['held_out_prompts']['copy_rate']):>14}{'':>16}   "
+            f"nearer a training glyph than {100 - c['percentile']:g} % of real held-out glyphs "
+            f"(RMS < {c['threshold']:.3f}, of {c['num_training']:,} training glyphs)"
+        )
+        if "train_prompts" in c:
+            lines.append(f"{'copy rate, train prompts':<28}{fmt(c['train_prompts']['copy_rate']):>14}")
+        lines.append(
+            f"{'median nearest-train RMS':<28}{fmt(c['held_out_prompts']['median_distance']):>14}"
+            f"{fmt(c['held_out_real']['median_distance']):>16}   (real: held-out glyphs"
+            + (f"; train prompts {c['train_prompts']['median_distance']:.3f}" if "train_prompts" in c else "")
+            + ")"
+        )
     if "probes" in result:
         lines.append("")
         lines.append(
@@ -707,6 +808,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--sensitivity-prompts", type=int, default=16, help="prompts of the sensitivity grid (0: skip)"
     )
     parser.add_argument("--sensitivity-seeds", type=int, default=4, help="shared seeds of the sensitivity grid")
+    parser.add_argument(
+        "--no-copy-rate", dest="copy_rate", action="store_false",
+        help="skip the copy rate (it compares samples with the dataset's 'train' split)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy shared CPU)"
@@ -738,6 +843,7 @@ def run(args: argparse.Namespace) -> int:
             train_prompt_samples=args.train_prompt_samples,
             sensitivity_prompts=args.sensitivity_prompts,
             sensitivity_seeds=args.sensitivity_seeds,
+            copy_rate=args.copy_rate,
         )
         saved = load_judge_metrics(args.judge)
         result["judge"].update(path=str(args.judge), held_out_accuracy=saved.get("held_out_accuracy"))
@@ -755,6 +861,7 @@ def run(args: argparse.Namespace) -> int:
 __all__ = [
     "PROBES",
     "GlyphMetricsError",
+    "copy_statistics",
     "evaluate_pipeline",
     "format_report",
     "frechet_distance",
@@ -764,6 +871,7 @@ __all__ = [
     "judge_readings",
     "kernel_distance",
     "load_glyph_pipeline",
+    "nearest_glyphs",
     "prepare_evaluation",
     "radical_adherence",
     "sqrtm_psd",

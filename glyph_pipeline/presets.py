@@ -46,12 +46,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Shared by every preset: one greyscale channel in and out, text conditioning through cross-attention
-# plus a pooled text embedding added to the timestep embedding (as in the original).
+# Shared by every preset: one greyscale channel in and out, text conditioning through cross-attention (token
+# states) plus the sentence embedding (the masked mean of the token states, from
+# GlyphDiffusionPipeline.unet_text_inputs) as a class embedding added to the timestep embedding. The original's
+# `addition_embed_type="text"` pools every position, padding included (most of a 32-token definition); it
+# stays one override away: {"class_embed_type": None, "addition_embed_type": "text"}.
 _COMMON: dict[str, Any] = dict(
     in_channels=1,
     out_channels=1,
-    addition_embed_type="text",
+    class_embed_type="projection",
+    addition_embed_type=None,
     encoder_hid_dim_type="text_proj",
     attention_head_dim=8,
 )
@@ -66,9 +70,10 @@ def unet_config(preset: str, text_hidden_size: int, **overrides: Any) -> dict[st
             f"text_hidden_size must be a positive int (the encoder's hidden size), got {text_hidden_size!r}."
         )
     config = {**_COMMON, **PRESETS[preset], "encoder_hid_dim": text_hidden_size}
-    # The pooled text embedding splits the encoder width into heads; use the most heads (<= 64) that divide it.
-    config["addition_embed_type_num_heads"] = math.gcd(64, text_hidden_size)
     config.update(overrides)
+    if config.get("addition_embed_type") == "text":
+        # Its attention pooling splits the encoder width into heads; use the most heads (<= 64) that divide it.
+        config.setdefault("addition_embed_type_num_heads", math.gcd(64, text_hidden_size))
     if config.get("class_embed_type") == "projection":
         # The pooled sentence embedding (see GlyphDiffusionPipeline.unet_text_inputs) has the encoder's width.
         config["projection_class_embeddings_input_dim"] = text_hidden_size

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,11 +102,19 @@ def export_slim(
     dest: str | os.PathLike,
     repo_id: str = "glyffuser/tiny-32",
     text_encoder_source: str | None = None,
+    metrics: str | os.PathLike | None = None,
+    notes: Sequence[str] = (),
+    samples: str | os.PathLike | None = None,
+    samples_caption: str | None = None,
 ) -> Path:
     """Write `source` (a trained pipeline folder) to `dest` as a shipped model: UNet in fp16 safetensors, no
     text encoder (loaded by name from `text_encoder_source`), plus its training record, metrics and card.
 
     The card is our model card (`glyph_pipeline.model_card.make_model_card`) with the samples grid of the run.
+    `metrics` (a `glyffuser evaluate --out` file) replaces the run's own `metrics.json`, e.g. after scoring the
+    weights on another machine; `notes` are added to the training record (and the card) for what the record
+    cannot know, e.g. how the run's environment differed; `samples` (an image) and `samples_caption` replace
+    the run's validation grid. Inputs are checked before anything is written.
     """
     import shutil
 
@@ -117,6 +126,16 @@ def export_slim(
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
     src, out = Path(source), Path(dest)
+    metrics_record = None
+    if metrics is not None:
+        try:
+            metrics_record = json.loads(Path(metrics).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--metrics {metrics}: not a readable `glyffuser evaluate --out` file ({err}).") from err
+        if not isinstance(metrics_record, dict) or "fgd" not in metrics_record:
+            raise ValueError(f"--metrics {metrics}: not a `glyffuser evaluate --out` result (no 'fgd').")
+    if samples is not None and not Path(samples).is_file():
+        raise ValueError(f"--samples {samples}: no such image file.")
     pipe = GlyphDiffusionPipeline.from_pretrained(src)
     if text_encoder_source:  # e.g. a folder trained before pipelines recorded their encoder's name
         from .text_encoders import resolve_text_encoder
@@ -128,13 +147,20 @@ def export_slim(
             "Train with --text_encoder_name_or_path minilm or a Hub id."
         )
     pipe.register_to_config(_name_or_path=repo_id)  # not the local folder it was trained in
+    pipe.unet.register_to_config(_name_or_path=f"{repo_id}/unet")
     pipe.unet.to(torch.float16)
     pipe.save_pretrained(out, include_text_encoder=False)
     for name in ("training_config.json", "metrics.json"):
-        if (src / name).is_file():  # as published on the Hub: local paths (model, dataset, judge) removed
-            record = without_local_paths(json.loads((src / name).read_text()))
-            write_text(out / name, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    grid = src / "validation" / "final.png"
+        record = metrics_record if name == "metrics.json" and metrics_record is not None else None
+        if record is None and (src / name).is_file():
+            record = json.loads((src / name).read_text())
+        if record is None:
+            continue
+        if name == "training_config.json" and notes:
+            record["notes"] = [*record.get("notes", []), *notes]
+        record = without_local_paths(record)  # as published on the Hub: local paths (model, dataset, judge) removed
+        write_text(out / name, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    grid = Path(samples) if samples is not None else src / "validation" / "final.png"
     if grid.is_file():
         shutil.copy2(grid, out / SAMPLES_FILE)
     records = {n: json.loads((out / f"{n}.json").read_text()) for n in ("training_config", "metrics")
@@ -142,6 +168,7 @@ def export_slim(
     card = make_model_card(
         out, repo_id, records.get("training_config"), records.get("metrics"),
         sample_grid=SAMPLES_FILE if (out / SAMPLES_FILE).is_file() else None,
+        sample_caption=samples_caption,
     )
     write_text(out / "README.md", str(card))
     return out
@@ -156,6 +183,18 @@ def configure_parser(parser) -> None:
         "--text-encoder-source", default=None,
         help="name the encoder loads from (e.g. minilm); default: the pipeline's own text_encoder_source",
     )
+    parser.add_argument(
+        "--metrics", type=Path, default=None,
+        help="a `glyffuser evaluate --out` JSON for the card's Evaluation (default: the run's metrics.json)",
+    )
+    parser.add_argument(
+        "--note", action="append", default=[],
+        help="a sentence added to the training record and the card (repeatable), e.g. how the run's set-up differed",
+    )
+    parser.add_argument(
+        "--samples", type=Path, default=None, help="image for the card (default: the run's validation/final.png)"
+    )
+    parser.add_argument("--samples-caption", default=None, help="caption of --samples")
 
 
 def run(args) -> int:
@@ -163,7 +202,10 @@ def run(args) -> int:
     import sys
 
     try:
-        out = export_slim(args.source, args.out, args.repo_id, args.text_encoder_source)
+        out = export_slim(
+            args.source, args.out, args.repo_id, args.text_encoder_source, metrics=args.metrics, notes=args.note,
+            samples=args.samples, samples_caption=args.samples_caption,
+        )
     except (OSError, ValueError) as err:
         print(f"glyffuser export: error: {err}", file=sys.stderr)
         return 2

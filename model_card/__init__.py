@@ -183,6 +183,22 @@ def pipeline_facts(folder: str | os.PathLike, training_config: Mapping[str, Any]
     }
 
 
+def training_compute(tc: Mapping[str, Any]) -> dict[str, float]:
+    """Compute behind a training record, summed over its resumed and continued runs: CPU-thread-seconds (training
+    time x torch threads on CPU runs) and GPU-seconds (training time x processes on accelerator runs).
+
+    Records written before `gpu_seconds` existed counted every run as CPU time; if such a record was made on a
+    GPU, all of its time is taken as GPU time.
+    """
+    train = float(tc.get("train_seconds") or 0.0)
+    threads = float(tc.get("thread_seconds") or 0.0)
+    if "gpu_seconds" in tc:
+        return {"thread_seconds": threads, "gpu_seconds": float(tc["gpu_seconds"] or 0.0)}
+    if (tc.get("hardware") or {}).get("gpu"):
+        return {"thread_seconds": 0.0, "gpu_seconds": train * int(tc.get("world_size") or 1)}
+    return {"thread_seconds": threads, "gpu_seconds": 0.0}
+
+
 def _processes(n: Any) -> str:
     return f"{n} process" if n == 1 else f"{n} processes"
 
@@ -258,14 +274,22 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
             f"{_processes(tc.get('world_size', hw.get('num_processes', 1)))} on {device}"
             + (f" ({kind})" if kind and kind != "NO" else ""),
         )
+    several_runs = tc.get("resumed_from") or tc.get("total_steps", tc.get("steps")) != tc.get("steps")
     if tc.get("train_seconds"):
         compute = _duration(tc["train_seconds"]) + " of training"
-        if tc.get("thread_seconds"):
-            compute += f" ({tc['thread_seconds'] / 3600:.2f} CPU-thread-hours)" if not hw.get("gpu") else ""
-        if tc.get("resumed_from") or tc.get("total_steps", tc.get("steps")) != tc.get("steps"):
+        spent = training_compute(tc)
+        parts = []
+        if spent["gpu_seconds"]:
+            parts.append(f"GPU time {_duration(spent['gpu_seconds'])}")
+        if spent["thread_seconds"]:
+            parts.append(f"{spent['thread_seconds'] / 3600:.2f} CPU-thread-hours")
+        compute += f" ({' + '.join(parts)})" if parts else ""
+        if several_runs:
             compute += ", over resumed and continued runs"
         add("Training compute", compute)
-    add("Wall time" + (" (last run)" if tc.get("resumed_from") else ""), _duration(tc.get("wall_time_seconds")))
+    if tc.get("samples_seen"):
+        add("Samples seen", tc["samples_seen"])
+    add("Wall time" + (" (last run)" if several_runs else ""), _duration(tc.get("wall_time_seconds")))
     if tc.get("samples_per_second"):
         add("Throughput", f"{tc['samples_per_second']:.1f} samples/s")
     if isinstance(tc.get("final_loss"), (int, float)):
@@ -294,6 +318,7 @@ _METRIC_SKIP = {
     "kid_std", "real_floor", "base_rate", "base_radical", "base_character", "judge_accuracy_real",
     "probe_base_rate", "probe_samples", "probes", "seconds", "judge", "model", "dataset", "sampler",
     "image_size", "resized_to_judge", "num_generated", "num_real", "ink", "train_prompts", "sensitivity",
+    "copies",
 }  # fmt: skip
 
 
@@ -312,6 +337,21 @@ def _text_and_ink_rows(m: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             "Prompt sensitivity", _num(sens["prompt_sensitivity"]),
             "change when only the prompt changes / when only the seed changes; ≈ 0: the text is ignored",
         ))
+    copies = m.get("copies") if isinstance(m.get("copies"), Mapping) else {}
+    real = copies.get("held_out_real") or {}
+    for key, name in (
+        ("held_out_prompts", "Copy rate, held-out prompts"), ("train_prompts", "Copy rate, train prompts")
+    ):
+        entry = copies.get(key) or {}
+        if isinstance(entry.get("copy_rate"), (int, float)):
+            note = (
+                f"lower is better; share of samples nearer a training glyph (RMS pixel distance "
+                f"< {copies.get('threshold', float('nan')):.3f}) than {100 - copies.get('percentile', 1):g} % of "
+                f"real held-out glyphs are; median nearest-training distance {_num(entry.get('median_distance'))}"
+            )
+            if isinstance(real.get("median_distance"), (int, float)):
+                note += f" (real held-out glyphs {_num(real['median_distance'])})"
+            rows.append((name, _num(entry["copy_rate"]), _cell(note)))
     ink = m.get("ink") if isinstance(m.get("ink"), Mapping) else {}
     gen, real = ink.get("generated") or {}, ink.get("real") or {}
     for key, name in (("mean_pixel", "Mean pixel (white = 1)"), ("ink_fraction", "Ink fraction")):
@@ -439,11 +479,12 @@ def make_model_card(
         sample_caption=sample_caption or _sample_caption(tc, facts),
         training_rows=_training_rows(tc, facts) if tc else [],
         training_command=_training_commands(tc),
+        training_notes=[_cell(n) for n in tc.get("notes") or [] if isinstance(n, str)],
         metric_rows=metric_rows,
         metrics_note=metrics_note,
         dataset_label=_dataset_link(dataset_id) if dataset_id else None,
         small_model_note=(
-            f"This is a small {facts['resolution']} px model sized for CPU training: expect soft, simplified strokes. "
+            f"This is a small {facts['resolution']} px model (it trains on a CPU): expect soft, simplified strokes. "
             "The original glyffuser architecture is the `glyffuser-128` preset (a GPU job)."
             if small
             else None

@@ -259,6 +259,37 @@ def test_model_card_and_upload_list_without_network(saved_pipeline_dir, pipeline
     assert "| Resolution | 16×16 px, 1 channel (ink −1, paper +1) |" in bare
 
 
+def test_card_states_gpu_compute_notes_and_copy_rate(saved_pipeline_dir, tmp_path):
+    run_dir = _make_run_dir(saved_pipeline_dir, tmp_path / "run")
+    gpu = {"device": "cuda", "distributed_type": "NO", "num_processes": 1, "mixed_precision": "bf16",
+           "gpu": "NVIDIA H200", "torch_threads": 1}  # fmt: skip
+    record = {**TRAINING_CONFIG, "hardware": gpu, "world_size": 1, "train_seconds": 363.0,
+              "thread_seconds": 363.0, "samples_seen": 557740,
+              "notes": ["The encoder weights were fp16-rounded during training."]}  # fmt: skip
+    # A record from before `gpu_seconds` existed counted GPU time as CPU-thread time: a GPU record is GPU time.
+    assert model_card.training_compute(record) == {"thread_seconds": 0.0, "gpu_seconds": 363.0}
+    # New records keep both, e.g. CPU weights continued on a GPU.
+    mixed = {**record, "thread_seconds": 7200.0, "gpu_seconds": 90.0}
+    assert model_card.training_compute(mixed) == {"thread_seconds": 7200.0, "gpu_seconds": 90.0}
+    copies = {
+        "threshold": 0.125, "percentile": 1.0, "num_training": 20526,
+        "held_out_real": {"num": 419, "median_distance": 0.223},
+        "held_out_prompts": {"num": 256, "copy_rate": 0.0117, "median_distance": 0.21},
+        "train_prompts": {"num": 128, "copy_rate": 0.0234, "median_distance": 0.2},
+    }  # fmt: skip
+    text = model_card.make_model_card(run_dir, "user/x", record, {**EVALUATION, "copies": copies}).content
+    assert "| Training compute | 6 min 03 s of training (GPU time 6 min 03 s) |" in text
+    assert "CPU-thread-hours" not in text
+    assert "| Samples seen | 557,740 |" in text and "| Mixed precision | bf16 |" in text
+    assert "| Hardware | 1 process on NVIDIA H200 |" in text
+    assert "\n- The encoder weights were fp16-rounded during training.\n" in text
+    assert "| Copy rate, held-out prompts | 0.0117 | lower is better; share of samples nearer a training glyph" in text
+    assert "(RMS pixel distance < 0.125) than 99 % of real held-out glyphs" in text
+    assert "| Copy rate, train prompts | 0.0234 |" in text and "(real held-out glyphs 0.223)" in text
+    mixed_text = model_card.make_model_card(run_dir, "user/x", mixed).content
+    assert "(GPU time 1 min 30 s + 2.00 CPU-thread-hours)" in mixed_text
+
+
 def test_secrets_and_broken_folders_are_refused_before_any_upload(saved_pipeline_dir, tmp_path):
     with pytest.raises(hub.HubError, match="contains the Hub token"):
         hub.check_no_token(f"token: {HUB_TOKEN}", HUB_TOKEN, "the model card")

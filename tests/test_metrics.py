@@ -289,6 +289,40 @@ def test_random_shift_translates_without_resampling():
     assert ((shifted == 0).sum(dim=(1, 2, 3)) == 1).all()  # one ink pixel, moved, never blurred
 
 
+# ----------------------------------------------------------------------------- copy rate
+def test_copy_rate_counts_training_glyphs_as_copies_and_held_out_glyphs_not(real):
+    from glyph_pipeline.metrics import copy_statistics, flat_glyphs, nearest_glyphs
+
+    held, train = real
+    training, held_out = flat_glyphs(train.images, 32), flat_glyphs(held.images, 32)
+    # A glyph's nearest training glyph is itself at distance 0; the search agrees with a brute-force RMS.
+    d, i = nearest_glyphs(training[:5], training, k=2)
+    assert i[:, 0].tolist() == list(range(5)) and torch.all(d[:, 0] < 1e-3) and torch.all(d[:, 1] > 0.01)
+    brute = ((held_out[:3, None, :] - training[None]) ** 2).mean(-1).sqrt().min(dim=1).values
+    torch.testing.assert_close(nearest_glyphs(held_out[:3], training, chunk=2)[0][:, 0], brute, atol=1e-5, rtol=0)
+
+    shifted = torch.roll(train.images[:40], shifts=3, dims=-1)  # a traced glyph, moved 3 px: not a copy
+    stats = copy_statistics(
+        {"traced": training[:40], "shifted": flat_glyphs(shifted, 32), "held_out": held_out}, training, held_out
+    )
+    assert stats["num_training"] == len(training) and stats["threshold"] > 0
+    assert stats["traced"]["copy_rate"] == 1.0 and stats["traced"]["median_distance"] < 1e-3
+    assert stats["shifted"]["copy_rate"] < 0.5
+    # Real held-out glyphs calibrate the threshold (their 1st percentile): by construction ~1 % of them fall below.
+    assert stats["held_out"]["copy_rate"] <= 0.02
+    assert stats["held_out"]["median_distance"] == pytest.approx(stats["held_out_real"]["median_distance"])
+
+
+def test_copy_rate_without_a_training_split_names_the_split(glyph_data, judge, tiny):
+    with pytest.raises(GlyphMetricsError, match="copy rate needs the training glyphs.*'train' split.*--no-copy-rate"):
+        evaluate_pipeline(tiny, judge, glyph_data["test"], num_samples=4)
+    result = evaluate_pipeline(
+        tiny, judge, glyph_data["test"], num_samples=4, num_inference_steps=1, probe_samples=0, copy_rate=False,
+        sensitivity_prompts=0,
+    )
+    assert "copies" not in result and "real_floor" not in result
+
+
 # ----------------------------------------------------------------------------- saving / loading
 def test_judge_round_trips_with_safetensors(judge, judge_dir, real):
     names = {p.name for p in judge_dir.iterdir()}
@@ -364,9 +398,12 @@ def test_evaluate_pipeline_end_to_end(judge, glyph_data, tiny):
     assert 0 <= result["adherence"] <= 1 and set(result["probes"]) == set(PROBES)
     assert all(p["judge_reads_character"] in (True, False) for p in result["probes"].values())
     assert all(0 <= p["judge_recall_held_out"] <= 1 for p in result["probes"].values() if p["num_held_out"])
+    copies = result["copies"]
+    assert copies["held_out_prompts"]["num"] == 6 and copies["train_prompts"]["num"] == 6
+    assert 0 <= copies["held_out_prompts"]["copy_rate"] <= 1 and copies["num_training"] == len(glyph_data["train"])
     json.dumps(result)  # JSON-ready
     report = format_report(result)
-    assert "FGD" in report and "probe adherence" in report and "金" in report
+    assert "FGD" in report and "probe adherence" in report and "金" in report and "copy rate" in report
 
 
 def test_cli_train_judge_and_evaluate(glyph_data, dataset_dir, judge_dir, saved_pipeline_dir, tmp_path, capsys):

@@ -73,3 +73,61 @@ def test_shipped_remote_code_is_the_package_pipeline():
     # the package's file, not a drifting second copy. After changing the pipeline, re-run `glyffuser export`.
     package = Path(__file__).resolve().parents[1] / "glyph_pipeline" / "pipeline_glyph_diffusion.py"
     assert (SHIPPED / "pipeline_glyph_diffusion.py").read_bytes() == package.read_bytes()
+
+
+def test_the_shipped_model_draws_the_prompted_radical(shipped):
+    # The article's claim, on the shipped weights: "gold; metal" gets 金 (釒/钅), "water" 氵. The judge reads
+    # held-out real glyphs' radicals with 0.84 accuracy; these prompts read 16/16 and 8/8 in `glyffuser evaluate`.
+    from glyph_pipeline.judge import load_judge
+    from glyph_pipeline.metrics import generate_glyphs, judge_readings
+
+    judge = load_judge(SHIPPED.parents[1] / "artifacts" / "judge-32")
+    prompts = ["gold; metal"] * 4 + ["water"] * 4
+    images = generate_glyphs(shipped, prompts, num_inference_steps=20, guidance_scale=3.0, seed=0, batch_size=8)
+    _, radicals = judge_readings(judge, images)
+    assert (radicals[:4] == 167).sum() >= 3 and (radicals[4:] == 85).sum() >= 3, radicals.tolist()
+
+
+def test_export_writes_the_card_from_given_metrics_notes_and_samples(saved_pipeline_dir, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(saved_pipeline_dir, src)
+    record = {"steps": 10, "total_steps": 10, "train_seconds": 90.0, "gpu_seconds": 90.0, "samples_seen": 640,
+              "hardware": {"device": "cuda", "gpu": "NVIDIA H200", "mixed_precision": "bf16"},
+              "text_encoder": {"name_or_path": "minilm"}}  # fmt: skip
+    (src / "training_config.json").write_text(json.dumps(record))
+    metrics = {"fgd": 11.0, "kid": 0.1, "kid_std": 0.1, "adherence": 0.42, "dataset": str(tmp_path),
+               "copies": {"threshold": 0.125, "percentile": 1.0, "held_out_real": {"median_distance": 0.22},
+                          "held_out_prompts": {"num": 4, "copy_rate": 0.0, "median_distance": 0.26}}}  # fmt: skip
+    (tmp_path / "eval.json").write_text(json.dumps(metrics))
+    Image.new("L", (8, 8), 255).save(tmp_path / "grid.png")
+    out = tmp_path / "shipped"
+
+    # Bad input is refused before anything is written.
+    (tmp_path / "broken.json").write_text("{not json")
+    for kwargs, match in (
+        ({"metrics": tmp_path / "broken.json"}, "not a readable"),
+        ({"metrics": tmp_path / "missing.json"}, "not a readable"),
+        ({"samples": tmp_path / "missing.png"}, "no such image"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            pretrained.export_slim(src, out, "user/x", text_encoder_source="minilm", **kwargs)
+        assert not out.exists()
+
+    pretrained.export_slim(
+        src, out, "user/x", text_encoder_source="minilm", metrics=tmp_path / "eval.json",
+        notes=["Trained on a borrowed GPU."], samples=tmp_path / "grid.png", samples_caption="The article's prompts.",
+    )
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["fgd"] == 11.0 and saved["dataset"] == "<local path>"  # local paths never published
+    assert json.loads((out / "training_config.json").read_text())["notes"] == ["Trained on a borrowed GPU."]
+    assert (out / "samples.png").read_bytes() == (tmp_path / "grid.png").read_bytes()
+    assert not (out / "text_encoder").exists()
+    card = (out / "README.md").read_text()
+    assert "\n- Trained on a borrowed GPU.\n" in card and "The article's prompts." in card
+    assert "| Copy rate, held-out prompts | 0 |" in card and "GPU time 1 min 30 s" in card
+    config = json.loads((out / "unet" / "config.json").read_text())
+    assert config["_name_or_path"] == "user/x/unet"  # not the folder it was exported from
