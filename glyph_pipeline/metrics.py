@@ -12,6 +12,8 @@
   judge's accuracy on the real glyphs of the same characters (the ceiling) and the base rate of the most
   common radical among those characters (the best a prompt-blind model can do). A probe set in the spirit
   of the original article ("gold" -> 金 ...) reports the same share for single-word prompts.
+* **Copy rate**: the share of samples nearer some training glyph (RMS pixel distance) than 99 % of real
+  held-out glyphs are to theirs — real unseen characters calibrate what "a copy" means.
 
 Command line: ``glyffuser evaluate --model DIR --judge DIR --dataset DIR [--num-samples 256 ...]``.
 Python: :func:`evaluate_pipeline` (a pipeline) or :func:`glyph_scores` (any images).

@@ -575,10 +575,14 @@ def test_pooled_text_is_the_masked_mean_and_ignores_padding():
     n = int(short_mask.sum())
     torch.testing.assert_close(a, short[:, :n].mean(1))
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)  # padding never enters the sentence embedding
-    # A UNet without the class embedding gets no class_labels (diffusers would reject them).
-    assert "class_labels" not in GlyphDiffusionPipeline.unet_text_inputs(
-        tiny_pipeline().unet.config, short, short_mask
-    )
+    # A UNet without the class embedding (the original's pooling) gets no class_labels (diffusers would reject them).
+    from conftest import TINY_UNET
+
+    original = build_unet("tiny-32", 32, **TINY_UNET, class_embed_type=None, addition_embed_type="text")
+    assert original.config.addition_embed_type_num_heads == 32  # the most heads <= 64 that divide the width
+    assert "class_labels" not in GlyphDiffusionPipeline.unet_text_inputs(original.config, short, short_mask)
+    # The presets' default is the sentence embedding.
+    assert tiny_pipeline().unet.config.class_embed_type == "projection"
 
 
 def test_pooled_text_reaches_the_unet():

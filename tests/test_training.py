@@ -295,6 +295,32 @@ def test_resume_after_sigkill_is_exact(assets, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- 2 processes
 @pytest.mark.slow
+def test_resume_puts_the_ema_back_on_the_model_device(tmp_path):
+    # accelerate restores custom objects on the CPU; on CUDA the first EMA step after a resume then mixed
+    # cuda:0 and cpu tensors. The script's resume path must move the EMA to the model's device. "meta" stands in
+    # for the GPU here: the assertion fails if the restored shadow weights stay where torch.load put them.
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+
+    model = torch.nn.Linear(3, 2)
+    ema = EMAModel(model.parameters(), decay=0.9)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.step(model.parameters())
+    saver = Accelerator(cpu=True)
+    saver.register_for_checkpointing(ema)
+    saver.save_state(str(tmp_path / "checkpoint-1"))
+
+    fresh = EMAModel(torch.nn.Linear(3, 2).parameters(), decay=0.9)
+    resumer = Accelerator(cpu=True)
+    resumer.register_for_checkpointing(fresh)
+    train.load_checkpoint(resumer, tmp_path / "checkpoint-1", fresh, torch.device("cpu"))
+    assert fresh.optimization_step == ema.optimization_step == 1
+    assert all(torch.equal(a, b) for a, b in zip(fresh.shadow_params, ema.shadow_params))
+    train.load_checkpoint(resumer, tmp_path / "checkpoint-1", fresh, torch.device("meta"))
+    assert {p.device.type for p in fresh.shadow_params} == {"meta"}
+
+
 def test_two_cpu_processes_train_in_sync(assets, tmp_path):
     from glyph_pipeline import GlyphDiffusionPipeline
 

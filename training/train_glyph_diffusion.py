@@ -825,6 +825,17 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, limit
     return final
 
 
+def load_checkpoint(accelerator: Accelerator, path: Path, ema: EMAModel | None, device: torch.device) -> None:
+    """load_state, then put the EMA back on `device` (the model's: accelerator.device).
+
+    accelerate restores registered custom objects with `torch.load(map_location="cpu")`, so the EMA's shadow
+    weights come back on the CPU; on a GPU the first `ema.step` after a resume would then mix devices.
+    """
+    accelerator.load_state(str(path))
+    if ema is not None:
+        ema.to(device)
+
+
 def unet_for_inference(accelerator: Accelerator, unet, ema: EMAModel | None) -> UNet2DConditionModel:
     """A float32 copy of the current (EMA) weights: sampling never touches the model being trained."""
     model = copy.deepcopy(accelerator.unwrap_model(unet)).eval()
@@ -1076,7 +1087,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             logger.info(f"--resume_from_checkpoint latest: no checkpoint in {output_dir} yet, starting a new run.")
         else:
             logger.info(f"Resuming from {resume_path}")
-            accelerator.load_state(str(resume_path))
+            load_checkpoint(accelerator, resume_path, ema, accelerator.device)
             resumed_from = str(resume_path)
             if (progress.world_size, progress.global_batch) != (accelerator.num_processes, global_batch):
                 logger.warning(
