@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from .demo import ARTICLE_PROMPTS
+
 if TYPE_CHECKING:
     import torch
 
@@ -48,8 +50,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The article's prompts, offered as one-click examples.
-EXAMPLE_PROMPTS = ("gold; metal", "water", "tree; wood", "fire", "speech; words", "woman", "hand", "heart", "grass")
+#: The article's prompts (`demo.ARTICLE_PROMPTS`), offered as one-click examples.
+EXAMPLE_PROMPTS = tuple(ARTICLE_PROMPTS)
 DEFAULT_JUDGE = Path(__file__).resolve().parents[1] / "artifacts" / "judge-32"
 DATASET_SIZE = 32  # px of the training glyphs the nearest-glyph panel compares with
 NEAREST_K = 3

@@ -25,8 +25,6 @@ CARD_TEMPLATE = "README.md.jinja"
 #: First line of the card body; a README.md without it was written by a person and is kept by default.
 CARD_MARKER = "<!-- glyffuser-model-card:"
 LICENSE = "apache-2.0"
-# The packaged offline text encoder alias -> the Hub model it is a copy of.
-_ENCODER_ALIASES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -44,7 +42,10 @@ def _hub_id(value: Any) -> str | None:
     """`value` if it names a Hub repo (not a local path), after mapping the packaged encoder alias."""
     if not isinstance(value, str):
         return None
-    value = _ENCODER_ALIASES.get(value, value)
+    from ..pipeline_glyph_diffusion import MINILM_ID
+    from ..text_encoders import OFFLINE_TEXT_ENCODER
+
+    value = MINILM_ID if value == OFFLINE_TEXT_ENCODER else value  # the packaged copy -> the Hub model it copies
     if _HUB_ID.match(value) and not value.startswith((".", "/", "~")) and not os.path.exists(value):
         return value
     return None

@@ -554,6 +554,7 @@ def test_fine_tune_a_saved_pipeline(assets, saved_pipeline_dir, tmp_path, in_pro
     assert again["steps"] == 2 and again["total_steps"] == 4
     assert again["samples_seen"] == 2 * record["samples_seen"] == 16
     assert again["thread_seconds"] > record["thread_seconds"] > 0
+    assert again["gpu_seconds"] == record["gpu_seconds"] == 0.0  # a CPU run adds CPU-thread time only
     assert again["epochs"] == pytest.approx(2 * record["epochs"])
     from glyph_pipeline.model_card import make_model_card
 
