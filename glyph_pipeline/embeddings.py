@@ -9,8 +9,9 @@ the pipeline's own `encode_prompt` -- the exact tensors the UNet sees at samplin
 * the encoder's identity (config, weights and tokenizer vocabulary, hashed -- not its path),
 * `max_sequence_length` and the storage dtype, plus any extra `key_parts` the caller adds.
 
-Padding positions are kept (not trimmed): the UNet's pooled text embedding (`addition_embed_type="text"`)
-attends over all positions without a mask, so the padded tail is part of the conditioning.
+Padding positions are kept (not trimmed): a UNet with diffusers' pooled text embedding
+(`addition_embed_type="text"`, the original's; the presets use the masked sentence embedding instead) attends
+over all positions without a mask, so there the padded tail is part of the conditioning.
 
 The empty prompt's embedding (the unconditional input for classifier-free guidance) is cached alongside.
 Writes are atomic (temporary file + rename), so a killed run never leaves a truncated cache behind.

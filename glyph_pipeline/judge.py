@@ -110,13 +110,7 @@ class GlyphJudge(ModelMixin, ConfigMixin):
                 f"The judge takes greyscale images shaped (batch, 1, height, width), got {tuple(images.shape)}; "
                 "convert with glyph_pipeline.judge.to_judge_tensor()."
             )
-        x = images.to(device=self.device, dtype=self.dtype)
-        size = self.config.sample_size
-        if x.shape[-2:] != (size, size):
-            shrink = x.shape[-1] > size
-            x = F.interpolate(
-                x, size=(size, size), mode="area" if shrink else "bilinear", align_corners=None if shrink else False
-            )
+        x = resize_glyphs(images.to(device=self.device, dtype=self.dtype), self.config.sample_size)
         return 1.0 - x  # ink = 1, paper = 0: zero padding then looks like paper
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -138,6 +132,16 @@ class GlyphJudge(ModelMixin, ConfigMixin):
 # --------------------------------------------------------------------------------------------------
 # Images in, tensors out
 # --------------------------------------------------------------------------------------------------
+
+
+def resize_glyphs(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float glyphs (N, 1, H, W) at `size` px: area averaging down, bilinear up (as the dataset is decoded)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    shrink = x.shape[-1] > size
+    return F.interpolate(
+        x, size=(size, size), mode="area" if shrink else "bilinear", align_corners=None if shrink else False
+    )
 
 
 def to_judge_tensor(images: Any) -> torch.Tensor:

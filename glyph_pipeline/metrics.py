@@ -45,6 +45,7 @@ from .judge import (
     load_judge,
     load_judge_metrics,
     require_columns,
+    resize_glyphs,
     to_judge_tensor,
 )
 from .pretrained import NotAPipelineError, load_glyph_pipeline
@@ -277,12 +278,7 @@ def nearest_glyphs(
 def flat_glyphs(images: torch.Tensor, size: int) -> torch.Tensor:
     """(n, size*size) float in [0, 1] of (n, 1, H, W) glyphs (uint8 or float), resized as the judge resizes."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    if x.shape[-2:] != (size, size):
-        shrink = x.shape[-1] > size
-        x = torch.nn.functional.interpolate(
-            x, size=(size, size), mode="area" if shrink else "bilinear", align_corners=None if shrink else False
-        )
-    return x.reshape(len(x), -1)
+    return resize_glyphs(x, size).reshape(len(x), -1)
 
 
 COPY_PERCENTILE = 1.0  # the copy threshold: this percentile of real held-out glyphs' nearest-training distance

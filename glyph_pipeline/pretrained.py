@@ -120,9 +120,9 @@ def export_slim(
 
     import torch
 
-    from .atomic import write_text
+    from .atomic import atomic_output
     from .hub import SAMPLES_FILE, without_local_paths
-    from .model_card import make_model_card
+    from .model_card import make_model_card, training_compute
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
     src, out = Path(source), Path(dest)
@@ -136,6 +136,11 @@ def export_slim(
             raise ValueError(f"--metrics {metrics}: not a `glyffuser evaluate --out` result (no 'fgd').")
     if samples is not None and not Path(samples).is_file():
         raise ValueError(f"--samples {samples}: no such image file.")
+    grid = Path(samples) if samples is not None else src / "validation" / "final.png"
+    if samples_caption and not grid.is_file():
+        raise ValueError(f"--samples-caption needs a sample grid: pass --samples IMAGE ({grid} does not exist).")
+    if notes and not (src / "training_config.json").is_file():
+        raise ValueError(f"--note adds to the training record, and {src} has no training_config.json.")
     pipe = GlyphDiffusionPipeline.from_pretrained(src)
     if text_encoder_source:  # e.g. a folder trained before pipelines recorded their encoder's name
         from .text_encoders import resolve_text_encoder
@@ -149,28 +154,29 @@ def export_slim(
     pipe.register_to_config(_name_or_path=repo_id)  # not the local folder it was trained in
     pipe.unet.register_to_config(_name_or_path=f"{repo_id}/unet")
     pipe.unet.to(torch.float16)
-    pipe.save_pretrained(out, include_text_encoder=False)
-    for name in ("training_config.json", "metrics.json"):
-        record = metrics_record if name == "metrics.json" and metrics_record is not None else None
-        if record is None and (src / name).is_file():
-            record = json.loads((src / name).read_text())
-        if record is None:
-            continue
-        if name == "training_config.json" and notes:
-            record["notes"] = [*record.get("notes", []), *notes]
-        record = without_local_paths(record)  # as published on the Hub: local paths (model, dataset, judge) removed
-        write_text(out / name, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    grid = Path(samples) if samples is not None else src / "validation" / "final.png"
-    if grid.is_file():
-        shutil.copy2(grid, out / SAMPLES_FILE)
-    records = {n: json.loads((out / f"{n}.json").read_text()) for n in ("training_config", "metrics")
-               if (out / f"{n}.json").is_file()}  # fmt: skip
-    card = make_model_card(
-        out, repo_id, records.get("training_config"), records.get("metrics"),
-        sample_grid=SAMPLES_FILE if (out / SAMPLES_FILE).is_file() else None,
-        sample_caption=samples_caption,
-    )
-    write_text(out / "README.md", str(card))
+    with atomic_output(out) as tmp:  # a complete new folder replaces the old one, or nothing changes
+        pipe.save_pretrained(tmp, include_text_encoder=False)
+        if grid.is_file():
+            shutil.copy2(grid, tmp / SAMPLES_FILE)
+        records = {}
+        for name in ("training_config", "metrics"):
+            record = metrics_record if name == "metrics" and metrics_record is not None else None
+            if record is None and (src / f"{name}.json").is_file():
+                record = json.loads((src / f"{name}.json").read_text())
+            if record is None:
+                continue
+            if name == "training_config":
+                record.update(training_compute(record))  # GPU time as GPU time, also in records older than that
+                if notes:
+                    record["notes"] = [*record.get("notes", []), *notes]
+                record["validation_grid"] = SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None
+            records[name] = without_local_paths(record)  # as published: local paths (model, dataset, judge) removed
+            (tmp / f"{name}.json").write_text(json.dumps(records[name], indent=2, ensure_ascii=False) + "\n")
+        card = make_model_card(
+            tmp, repo_id, records.get("training_config"), records.get("metrics"),
+            sample_grid=SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None, sample_caption=samples_caption,
+        )
+        (tmp / "README.md").write_text(str(card), encoding="utf-8")
     return out
 
 

@@ -481,11 +481,12 @@ def make_model_card(
         training_rows=_training_rows(tc, facts) if tc else [],
         training_command=_training_commands(tc),
         training_notes=[_cell(n) for n in tc.get("notes") or [] if isinstance(n, str)],
+        has_copy_rate=any(name.startswith("Copy rate") for name, _, _ in metric_rows),
         metric_rows=metric_rows,
         metrics_note=metrics_note,
         dataset_label=_dataset_link(dataset_id) if dataset_id else None,
         small_model_note=(
-            f"This is a small {facts['resolution']} px model (it trains on a CPU): expect soft, simplified strokes. "
+            f"This is a small {facts['resolution']} px model: expect soft, simplified strokes. "
             "The original glyffuser architecture is the `glyffuser-128` preset (a GPU job)."
             if small
             else None

@@ -112,14 +112,18 @@ def test_export_writes_the_card_from_given_metrics_notes_and_samples(saved_pipel
 
     # Bad input is refused before anything is written.
     (tmp_path / "broken.json").write_text("{not json")
-    for kwargs, match in (
-        ({"metrics": tmp_path / "broken.json"}, "not a readable"),
-        ({"metrics": tmp_path / "missing.json"}, "not a readable"),
-        ({"samples": tmp_path / "missing.png"}, "no such image"),
+    for source, kwargs, match in (
+        (src, {"metrics": tmp_path / "broken.json"}, "not a readable"),
+        (src, {"metrics": tmp_path / "missing.json"}, "not a readable"),
+        (src, {"samples": tmp_path / "missing.png"}, "no such image"),
+        (src, {"samples_caption": "A grid."}, "needs a sample grid"),
+        (saved_pipeline_dir, {"notes": ["x"]}, "no training_config.json"),
     ):
         with pytest.raises(ValueError, match=match):
-            pretrained.export_slim(src, out, "user/x", text_encoder_source="minilm", **kwargs)
+            pretrained.export_slim(source, out, "user/x", text_encoder_source="minilm", **kwargs)
         assert not out.exists()
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier export")  # replaced as a whole, atomically
 
     pretrained.export_slim(
         src, out, "user/x", text_encoder_source="minilm", metrics=tmp_path / "eval.json",
@@ -127,7 +131,10 @@ def test_export_writes_the_card_from_given_metrics_notes_and_samples(saved_pipel
     )
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["fgd"] == 11.0 and saved["dataset"] == "<local path>"  # local paths never published
-    assert json.loads((out / "training_config.json").read_text())["notes"] == ["Trained on a borrowed GPU."]
+    assert not (out / "stale.txt").exists() and not list(tmp_path.glob(".shipped*"))
+    exported = json.loads((out / "training_config.json").read_text())
+    assert exported["notes"] == ["Trained on a borrowed GPU."] and exported["validation_grid"] == "samples.png"
+    assert exported["gpu_seconds"] == 90.0 and exported["thread_seconds"] == 0.0
     assert (out / "samples.png").read_bytes() == (tmp_path / "grid.png").read_bytes()
     assert not (out / "text_encoder").exists()
     card = (out / "README.md").read_text()

@@ -223,6 +223,7 @@ def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, loca
     assert metrics["sampler"]["scheduler"] == "dpmsolver++" and metrics["sampler"]["num_inference_steps"] == 2
     assert metrics["fgd"] > 0 and 0.0 <= metrics["adherence"] <= 1.0 and len(metrics["probes"]) == 10
     assert metrics["real_floor"]["num"] == 6
+    assert metrics["copies"]["num_training"] == 30 and metrics["copies"]["held_out_prompts"]["num"] == 6
     assert metrics["judge"]["held_out_accuracy"] == pytest.approx(0.842, abs=0.01)
     assert metrics["judge"]["path"] == str(JUDGE) and metrics["dataset"] == str(eval_data)
     assert "Glyph metrics: dpmsolver++" in proc.stdout and "radical adherence" in proc.stdout
@@ -232,6 +233,7 @@ def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, loca
     assert "## Evaluation" in card
     assert f"| Fréchet glyph distance (FGD) | {model_card._num(metrics['fgd'])} |" in card
     assert f"| Radical adherence | {model_card._num(metrics['adherence'])} |" in card
+    assert "| Copy rate, held-out prompts |" in card
     published = json.loads(local_hub.read_file(repo, "metrics.json"))
     assert published == hub.without_local_paths(metrics) and published["judge"]["path"] == "<local path>"
     for name in local_hub.list_files(repo):
@@ -293,8 +295,6 @@ def test_resume_after_sigkill_is_exact(assets, tmp_path):
     assert all(torch.equal(raw_a[k], raw_b[k]) for k in raw_a)
 
 
-# ----------------------------------------------------------------------------------------------- 2 processes
-@pytest.mark.slow
 def test_resume_puts_the_ema_back_on_the_model_device(tmp_path):
     # accelerate restores custom objects on the CPU; on CUDA the first EMA step after a resume then mixed
     # cuda:0 and cpu tensors. The script's resume path must move the EMA to the model's device. "meta" stands in
@@ -321,6 +321,8 @@ def test_resume_puts_the_ema_back_on_the_model_device(tmp_path):
     assert {p.device.type for p in fresh.shadow_params} == {"meta"}
 
 
+# ----------------------------------------------------------------------------------------------- 2 processes
+@pytest.mark.slow
 def test_two_cpu_processes_train_in_sync(assets, tmp_path):
     from glyph_pipeline import GlyphDiffusionPipeline
 

@@ -402,7 +402,8 @@ def prepare_eval(args: argparse.Namespace):
 
     source = args.eval_dataset or args.dataset
     try:
-        return prepare_evaluation(args.eval_judge, source, args.eval_num_samples)
+        # The copy rate compares samples with the dataset's training glyphs: scored when it has them.
+        return prepare_evaluation(args.eval_judge, source, args.eval_num_samples, copy_split=None)
     except Exception as err:  # whatever the judge/dataset loaders raise: all mean "fix the flag"
         raise TrainingSetupError(
             f"--eval_judge {args.eval_judge} with dataset {source}: {err} "
@@ -417,10 +418,13 @@ def run_eval(pipe: GlyphDiffusionPipeline, evaluation, args: argparse.Namespace,
 
     _, splits = evaluation  # the checked data; the judge goes by path so its saved accuracy is reported too
     pipe.set_progress_bar_config(disable=True)
+    if "train" not in splits:
+        logger.info("No 'train' split in the evaluation dataset: the copy rate is skipped.")
     result = evaluate_pipeline(
         pipe, args.eval_judge, splits, num_samples=args.eval_num_samples,
         num_inference_steps=args.eval_inference_steps, guidance_scale=args.eval_guidance_scale, seed=args.seed,
         scheduler=args.eval_scheduler, probe_samples=args.eval_probe_samples, log=logger.info,
+        copy_rate="train" in splits,
     )
     result["dataset"] = args.eval_dataset or args.dataset
     write_json(result, output_dir / METRICS_FILE)
