@@ -36,8 +36,9 @@ def build(encoder_name: str) -> GlyphDiffusionPipeline:
 
 
 def bare_unet(pipe, embeds, mask, latents, timesteps) -> None:
+    text_inputs = GlyphDiffusionPipeline.unet_text_inputs(pipe.unet.config, embeds, mask)
     for t in timesteps:
-        pipe.unet(latents, t, encoder_hidden_states=embeds, encoder_attention_mask=mask, return_dict=False)
+        pipe.unet(latents, t, **text_inputs, return_dict=False)
 
 
 @torch.no_grad()

@@ -1,24 +1,29 @@
-"""Training speed: our step (cached text embeddings) vs the original's (text encoder inside every step).
+"""Training speed, measured side by side in one run. Two subcommands:
 
-Run: python benchmarks/bench_training.py [--unet tiny-32 micro] [--batch 16] [--steps 5] [--rounds 4]
-                                         [--naive per-item|batched] [--threads N]
+`loop` -- where the time of the training script's step goes, and its *loop overhead*:
 
-Same UNet, same batch, same data, measured side by side in one run: the two loops alternate in rounds and
-per-step medians are compared (the machine is shared; ratios are what count).
+    python benchmarks/bench_training.py loop [--preset micro|tiny-32|glyffuser-64|glyffuser-128]
+        [--device cpu|cuda] [--batch 16] [--mixed-precision no|bf16|fp16] [--steps 20] [--rounds 3]
 
-* ours: the training script's step -- cached embeddings looked up by row (`glyph_pipeline.embeddings`),
-  `draw_training_inputs`, UNet forward, `diffusion_loss`, backward, AdamW -- under an `Accelerator`.
-* naive: the same step, but the captions of the batch go through the text encoder first. `per-item`
-  (default) encodes each caption separately, as the original glyffuser did; `batched` encodes the batch in
-  one call (the best case for a non-caching loop).
+* script: `training/train_glyph_diffusion.py` itself, run in this process (`main()`), on a small real glyph
+  dataset with the offline MiniLM encoder, EMA on. Its step time is (train_seconds of a 3N-step run - that of
+  an N-step run) / 2N: setup, warm-up, checkpoints and the final save cancel out.
+* bare: a forward + backward + AdamW step of the same UNet config on one fixed batch (no data loading, no EMA,
+  no clipping, no host sync), timed the same way (3N - N steps, synchronised on CUDA).
+* loop overhead = script step / bare step (1.0: the loop adds nothing to the model's own work).
+* breakdown: one more script run under `torch.profiler`, summing the script's named ranges
+  (`glyffuser/data`, `forward`, `host_sync`, `backward`, `optimizer`, `ema`): host time per step per phase.
+  On CUDA that is launch/dispatch time, the part a launch-bound loop waits on.
 
-Text encoder: a randomly initialised T5EncoderModel with t5-small's shape (d_model 512, 6 layers, 8 heads,
-d_ff 2048) on the offline MiniLM WordPiece tokenizer (no Hub here; speed only). UNets, each wired to the
-encoder's width: `tiny-32` (the preset, 7M parameters) and `micro` (the test suite's (16, 32, 32) UNet).
-The speed-up is (UNet step + encoder) / UNet step, so it shrinks as the UNet grows: large for small UNets,
-modest for tiny-32 at 32 px, ~1x for the 131M-parameter original on a CPU.
-Data: real glyphs built with the dataset builder.
-Reports samples/s for both, the speed-up, and the share of our step spent in UNet forward/backward/optimizer.
+`encode` -- our step (cached text embeddings) against the original's (text encoder inside every step):
+
+    python benchmarks/bench_training.py encode [--unet tiny-32 micro] [--batch 16] [--steps 5] [--rounds 4]
+                                               [--naive per-item|batched] [--threads N]
+
+  The two loops alternate in rounds and per-step medians are compared. `per-item` (default) encodes each
+  caption separately, as the original glyffuser did; `batched` encodes the batch in one call. Text encoder: a
+  randomly initialised T5EncoderModel with t5-small's shape on the offline MiniLM WordPiece tokenizer (speed
+  only). The speed-up is (UNet step + encoder) / UNet step, so it shrinks as the UNet grows.
 """
 
 from __future__ import annotations
@@ -80,8 +85,8 @@ def glyph_data(size: int, count: int):
     return ds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def encode_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench_training.py encode", description="cached vs per-step encoding")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5, help="steps per loop per round")
     parser.add_argument("--rounds", type=int, default=4)
@@ -91,7 +96,7 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=512, help="glyphs in the benchmark data")
     parser.add_argument("--naive", choices=["per-item", "batched"], default="per-item")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -149,7 +154,8 @@ def bench_unet(name, args, train, accelerator, pipe, texts, images, cache) -> No
         )
         noisy = sched.add_noise(x0, noise, timesteps)
         t1 = time.perf_counter()
-        pred = unet(noisy, timesteps, encoder_hidden_states=text, encoder_attention_mask=mask, return_dict=False)[0]
+        text_inputs = GlyphDiffusionPipeline.unet_text_inputs(unet.config, text, mask)
+        pred = unet(noisy, timesteps, **text_inputs, return_dict=False)[0]
         loss = train.diffusion_loss(pred, noise, timesteps, sched, "epsilon", None)
         t2 = time.perf_counter()
         accelerator.backward(loss)
@@ -188,6 +194,204 @@ def bench_unet(name, args, train, accelerator, pipe, texts, images, cache) -> No
         f"optimizer {med(ours, 'optimizer') * 1e3:.1f} ms, data+noise {med(ours, 'prep') * 1e3:.2f} ms "
         f"-> UNet/optimizer share {unet_share:.1%}"
     )
+
+
+# ================================================================================================== loop
+LOOP_PRESETS = {  # name -> (preset, UNet overrides, resolution)
+    "micro": ("tiny-32", {**UNETS["micro"], "sample_size": 32}, 32),
+    "tiny-32": ("tiny-32", {}, 32),
+    "glyffuser-64": ("glyffuser-64", {}, 64),
+    "glyffuser-128": ("glyffuser-128", {}, 128),
+}
+PHASES = ("data", "forward", "host_sync", "backward", "optimizer", "ema")
+
+
+def reset_accelerate() -> None:
+    """main() builds an Accelerator; its process-wide singletons must be cleared between runs."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def script_argv(args, data: Path, work: Path, out: Path, steps: int) -> list[str]:
+    preset, overrides, resolution = LOOP_PRESETS[args.preset]
+    import json
+
+    return [
+        "--dataset", str(data), "--output_dir", str(out), "--unet_preset", preset, "--resolution", str(resolution),
+        "--max_train_samples", str(args.chars),
+        "--unet_config", json.dumps(overrides), "--text_encoder_name_or_path", args.text_encoder,
+        "--embedding_cache_dir", str(work / "cache"), "--train_batch_size", str(args.batch),
+        "--max_train_steps", str(steps), "--learning_rate", "1e-4", "--lr_scheduler", "constant",
+        "--use_ema", "--mixed_precision", args.mixed_precision, "--checkpointing_steps", "0",
+        "--validation_steps", "0", "--num_validation_images", "1", "--validation_prompts", "water",
+        "--validation_inference_steps", "1", "--report_to", "none", "--seed", "0",
+    ]  # fmt: skip
+
+
+def run_script(train, argv: list[str], use_cpu: bool) -> dict:
+    import contextlib
+    import io
+
+    if use_cpu:
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return train.main(train.parse_args(argv))
+    finally:
+        reset_accelerate()
+
+
+def bare_seconds(train, args, data: Path, steps: int, device: torch.device) -> float:
+    """Seconds for `steps` bare forward + backward + AdamW steps of the script's UNet on one fixed batch."""
+    from glyph_pipeline.dataset import load_glyph_dataset
+
+    preset, overrides, resolution = LOOP_PRESETS[args.preset]
+    unet = build_unet(preset, 384, **overrides).to(device).train()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    rows = load_glyph_dataset(str(data))["train"].select(range(min(args.batch, args.chars)))
+    x0 = train.to_model_pixels(train.decode_images(rows, "image", resolution, progress=False)).to(device)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(x0.shape, generator=g).to(device)
+    t = torch.randint(0, 1000, (args.batch,), generator=g).to(device)
+    text = torch.randn(args.batch, 32, 384, generator=g).to(device)
+    mask = torch.ones(args.batch, 32, dtype=torch.long, device=device)
+    inputs = GlyphDiffusionPipeline.unet_text_inputs(unet.config, text, mask)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.mixed_precision)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            pred = unet(x0 + noise, t, **inputs, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        (scaler.scale(loss) if scaler else loss).backward()
+        scaler.step(optimizer) if scaler else optimizer.step()
+        if scaler:
+            scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up (allocations, autotuning)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+class GpuUtilisation:
+    """nvidia-smi's utilization.gpu sampled every 200 ms while the block runs (none without nvidia-smi)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.samples, self.proc = enabled, [], None
+
+    def __enter__(self):
+        import shutil
+        import subprocess
+
+        if self.enabled and shutil.which("nvidia-smi"):
+            self.proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            out, _ = self.proc.communicate(timeout=10)
+            self.samples = [float(x) for x in out.split() if x.strip().replace(".", "", 1).isdigit()]
+
+
+def profile_phases(train, argv: list[str], use_cpu: bool, steps: int) -> dict[str, float]:
+    """Host milliseconds per step in each named range of the script's loop (one profiled run)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if not use_cpu else [])
+    with profile(activities=activities) as prof:
+        run_script(train, argv, use_cpu)
+    totals = {e.key: e.cpu_time_total for e in prof.key_averages() if e.key.startswith("glyffuser/")}
+    return {phase: totals.get(f"glyffuser/{phase}", 0.0) / 1e3 / steps for phase in PHASES}
+
+
+def loop_main(argv: list[str]) -> None:
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="bench_training.py loop", description="where the script's step time goes")
+    parser.add_argument("--preset", default="micro", choices=list(LOOP_PRESETS))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--steps", type=int, default=20, help="N: each timing is a 3N-step run minus an N-step run")
+    parser.add_argument("--rounds", type=int, default=3, help="script and bare alternate; medians are reported")
+    parser.add_argument("--chars", type=int, default=512, help="glyphs trained on (built, or a subset of --dataset)")
+    parser.add_argument(
+        "--dataset", type=Path, default=None,
+        help="an existing glyph dataset (any size: resized to the preset's) instead of building one (needs the font)",
+    )
+    parser.add_argument("--text-encoder", default="minilm", help="the script's --text_encoder_name_or_path")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the per-phase breakdown")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.rounds < 1 or args.batch < 1:
+        parser.error("--steps, --rounds and --batch must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+
+    train = load_training_script()
+    device, use_cpu = torch.device(args.device), args.device == "cpu"
+    _, _, resolution = LOOP_PRESETS[args.preset]
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-loop-"))
+    data = args.dataset or work / f"glyphs-{resolution}"
+    if not data.exists():
+        ds = build_glyph_dataset(size=resolution, limit=args.chars, test_fraction=0, num_workers=0, progress=False)
+        save_dataset(ds, data)
+    n, n3 = args.steps, 3 * args.steps
+    work.mkdir(parents=True, exist_ok=True)
+    runs = Path(tempfile.mkdtemp(dir=work, prefix="runs-"))  # fresh output folders; the data and cache are reused
+    run_script(train, script_argv(args, data, work, runs / "warm-up", 1), use_cpu)  # text-embedding cache, imports
+    script_times, bare_times, busy = [], [], []
+    for r in range(args.rounds):
+        short = run_script(train, script_argv(args, data, work, runs / f"r{r}-short", n), use_cpu)
+        with GpuUtilisation(enabled=not use_cpu) as util:
+            long = run_script(train, script_argv(args, data, work, runs / f"r{r}-long", n3), use_cpu)
+        busy += util.samples
+        script_times.append((long["train_seconds"] - short["train_seconds"]) / (n3 - n))
+        bare_times.append((bare_seconds(train, args, data, n3, device) - bare_seconds(train, args, data, n, device))
+                          / (n3 - n))  # fmt: skip
+    script_step, bare_step = statistics.median(script_times), statistics.median(bare_times)
+    name = torch.cuda.get_device_name() if not use_cpu else f"CPU, {torch.get_num_threads()} thread(s)"
+    print(f"preset {args.preset} ({resolution} px), batch {args.batch}, mixed precision {args.mixed_precision}, "
+          f"{name}; medians of {args.rounds} rounds, each {n3} - {n} steps")  # fmt: skip
+    print(f"{'loop':<34}{'ms/step':>10}{'samples/s':>12}")
+    print(f"{'training script (EMA, clip, sync)':<34}{script_step * 1e3:>10.2f}{args.batch / script_step:>12.1f}")
+    print(f"{'bare forward+backward+AdamW':<34}{bare_step * 1e3:>10.2f}{args.batch / bare_step:>12.1f}")
+    print(f"loop overhead: {script_step / bare_step:.2f}x  (rounds: "
+          + ", ".join(f"{a / b:.2f}" for a, b in zip(script_times, bare_times)) + ")")  # fmt: skip
+    if busy:
+        print(f"GPU utilisation during the script's runs (nvidia-smi, 5 Hz; set-up included): mean "
+              f"{statistics.mean(busy):.0f} %, median {statistics.median(busy):.0f} % of {len(busy)} samples")
+    if not args.no_profile:
+        phases = profile_phases(train, script_argv(args, data, work, runs / "profiled", n3), use_cpu, n3)
+        total = sum(phases.values())
+        print(f"script step, host time per phase (profiled {n3}-step run, profiler overhead included):")
+        for phase, ms in phases.items():
+            print(f"  {phase:<10}{ms:>9.2f} ms  {ms / total:>6.1%}" if total else f"  {phase:<10}{ms:>9.2f} ms")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("loop", "encode"):
+        sys.exit("usage: bench_training.py {loop|encode} [options]  (see the module docstring)")
+    (loop_main if argv[0] == "loop" else encode_main)(argv[1:])
 
 
 if __name__ == "__main__":

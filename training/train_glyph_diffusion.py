@@ -70,6 +70,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
 from diffusers.utils import make_image_grid
 from PIL import Image
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from glyph_pipeline import GlyphDiffusionPipeline
@@ -1147,45 +1148,55 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         skip = resume_batches if epoch == first_epoch else 0
         loader = accelerator.skip_first_batches(train_dataloader, skip) if skip else train_dataloader
         for batch_index, batch in enumerate(loader, start=skip):
+            # record_function ranges name the phases for profilers (benchmarks/bench_training.py loop); without
+            # a profiler each costs a few microseconds.
             with accelerator.accumulate(unet):
-                g = batch_generator(args.seed, epoch, batch_index, accelerator.process_index)
-                x0 = to_model_pixels(batch["pixel_values"])
-                bsz = x0.shape[0]
-                text, mask = cache.lookup(batch["row"].cpu())
-                noise, timesteps, text, mask = draw_training_inputs(
-                    x0, text.to(device, torch.float32), mask.to(device), empty_embeds, empty_mask,
-                    num_timesteps, args.cond_dropout, g,
-                )
-                noisy = noise_scheduler.add_noise(x0, noise, timesteps)
-                target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, timesteps)
-                text_inputs = GlyphDiffusionPipeline.unet_text_inputs(config, text, mask)
-                pred = unet(noisy, timesteps, **text_inputs, return_dict=False)[0]
-                loss = diffusion_loss(pred, target, timesteps, noise_scheduler, prediction_type, args.snr_gamma)
-
-                mean_loss = accelerator.gather(loss.detach().reshape(1)).mean()
-                if debug.nan_at_step is not None and global_step + 1 >= debug.nan_at_step:
-                    mean_loss = mean_loss * float("nan")
-                if not torch.isfinite(mean_loss):
-                    raise TrainingDiverged(
-                        f"Loss is {mean_loss.item()} at step {global_step + 1} (epoch {epoch}, batch {batch_index}); "
-                        f"training stopped and nothing more was written. Last good checkpoint: "
-                        f"{last_checkpoint or 'none'}. Try a lower --learning_rate, --mixed_precision no or "
-                        "a smaller --max_grad_norm, then resume with --resume_from_checkpoint latest."
+                with record_function("glyffuser/data"):
+                    g = batch_generator(args.seed, epoch, batch_index, accelerator.process_index)
+                    x0 = to_model_pixels(batch["pixel_values"])
+                    bsz = x0.shape[0]
+                    text, mask = cache.lookup(batch["row"].cpu())
+                    noise, timesteps, text, mask = draw_training_inputs(
+                        x0, text.to(device, torch.float32), mask.to(device), empty_embeds, empty_mask,
+                        num_timesteps, args.cond_dropout, g,
                     )
-                step_loss += mean_loss.item() / args.gradient_accumulation_steps
+                    noisy = noise_scheduler.add_noise(x0, noise, timesteps)
+                    target = (
+                        noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, timesteps)
+                    )
+                    text_inputs = GlyphDiffusionPipeline.unet_text_inputs(config, text, mask)
+                with record_function("glyffuser/forward"):
+                    pred = unet(noisy, timesteps, **text_inputs, return_dict=False)[0]
+                    loss = diffusion_loss(pred, target, timesteps, noise_scheduler, prediction_type, args.snr_gamma)
+
+                with record_function("glyffuser/host_sync"):
+                    mean_loss = accelerator.gather(loss.detach().reshape(1)).mean()
+                    if debug.nan_at_step is not None and global_step + 1 >= debug.nan_at_step:
+                        mean_loss = mean_loss * float("nan")
+                    if not torch.isfinite(mean_loss):
+                        raise TrainingDiverged(
+                            f"Loss is {mean_loss.item()} at step {global_step + 1} (epoch {epoch}, batch "
+                            f"{batch_index}); training stopped and nothing more was written. Last good checkpoint: "
+                            f"{last_checkpoint or 'none'}. Try a lower --learning_rate, --mixed_precision no or "
+                            "a smaller --max_grad_norm, then resume with --resume_from_checkpoint latest."
+                        )
+                    step_loss += mean_loss.item() / args.gradient_accumulation_steps
                 samples_this_run += bsz * accelerator.num_processes
 
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                with record_function("glyffuser/backward"):
+                    accelerator.backward(loss)
+                with record_function("glyffuser/optimizer"):
+                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
 
             if not accelerator.sync_gradients:
                 continue
             if ema is not None:
-                ema.step(unet.parameters())
+                with record_function("glyffuser/ema"):
+                    ema.step(unet.parameters())
             global_step = progress.global_step + 1
             progress.record(step_loss)
             lr = lr_scheduler.get_last_lr()[0]
