@@ -50,10 +50,8 @@ UNETS = {
 }
 
 
-def load_training_script():
-    spec = importlib.util.spec_from_file_location(
-        "train_glyph_diffusion", REPO / "training" / "train_glyph_diffusion.py"
-    )
+def load_training_script(path: Path = REPO / "training" / "train_glyph_diffusion.py"):
+    spec = importlib.util.spec_from_file_location("train_glyph_diffusion", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -336,6 +334,10 @@ def loop_main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-phase breakdown")
+    parser.add_argument(
+        "--script", type=Path, default=REPO / "training" / "train_glyph_diffusion.py",
+        help="the training script to measure (e.g. an older version, `git show REV:training/...`, for an A/B)",
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.rounds < 1 or args.batch < 1:
         parser.error("--steps, --rounds and --batch must be >= 1")
@@ -345,7 +347,7 @@ def loop_main(argv: list[str]) -> None:
         torch.set_num_threads(args.threads)
     from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
 
-    train = load_training_script()
+    train = load_training_script(args.script)
     device, use_cpu = torch.device(args.device), args.device == "cpu"
     _, _, resolution = LOOP_PRESETS[args.preset]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-loop-"))
