@@ -15,6 +15,10 @@
   (`glyffuser/data`, `forward`, `host_sync`, `backward`, `optimizer`, `ema`): host time per step per phase.
   On CUDA that is launch/dispatch time, the part a launch-bound loop waits on.
 
+`ema` -- diffusers' `EMAModel.step` as a per-parameter Python loop against `foreach=True` (the script's on a GPU):
+
+    python benchmarks/bench_training.py ema [--preset micro tiny-32] [--device cpu|cuda] [--threads N]
+
 `encode` -- our step (cached text embeddings) against the original's (text encoder inside every step):
 
     python benchmarks/bench_training.py encode [--unet tiny-32 micro] [--batch 16] [--steps 5] [--rounds 4]
@@ -389,11 +393,50 @@ def loop_main(argv: list[str]) -> None:
     sys.stdout.flush()
 
 
+# =================================================================================================== ema
+def ema_main(argv: list[str]) -> None:
+    """diffusers' EMAModel.step as a Python loop over the parameters against foreach=True (the script's on a GPU)."""
+    from diffusers.training_utils import EMAModel
+
+    parser = argparse.ArgumentParser(prog="bench_training.py ema", description=ema_main.__doc__)
+    parser.add_argument("--preset", nargs="+", default=["micro", "tiny-32"], choices=list(LOOP_PRESETS))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def sync() -> None:
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+
+    for name in args.preset:
+        preset, overrides, _ = LOOP_PRESETS[name]
+        params = list(build_unet(preset, 384, **overrides).to(args.device).parameters())
+        ms = {}
+        for foreach in (False, True):
+            ema = EMAModel(params, decay=0.9999, foreach=foreach)
+            for _ in range(5):
+                ema.step(params)
+            rounds = []
+            for _ in range(5):
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    ema.step(params)
+                sync()
+                rounds.append((time.perf_counter() - t0) / 20)
+            ms[foreach] = statistics.median(rounds) * 1e3
+        print(f"{name} ({len(params)} tensors, {args.device}): EMA step as a loop {ms[False]:.2f} ms, foreach "
+              f"{ms[True]:.2f} ms ({ms[False] / ms[True]:.1f}x)")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("loop", "encode"):
-        sys.exit("usage: bench_training.py {loop|encode} [options]  (see the module docstring)")
-    (loop_main if argv[0] == "loop" else encode_main)(argv[1:])
+    commands = {"loop": loop_main, "encode": encode_main, "ema": ema_main}
+    if not argv or argv[0] not in commands:
+        sys.exit("usage: bench_training.py {loop|encode|ema} [options]  (see the module docstring)")
+    commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
