@@ -245,14 +245,14 @@ def run_script(train, argv: list[str], use_cpu: bool) -> dict:
         reset_accelerate()
 
 
-def bare_seconds(train, args, data: Path, steps: int, device: torch.device) -> float:
-    """Seconds for `steps` bare forward + backward + AdamW steps of the script's UNet on one fixed batch."""
+def build_bare_step(train, args, data: Path, device: torch.device):
+    """A bare forward + backward + AdamW step of the script's UNet on one fixed batch, built once."""
     from glyph_pipeline.dataset import load_glyph_dataset
 
     preset, overrides, resolution = LOOP_PRESETS[args.preset]
     unet = build_unet(preset, 384, **overrides).to(device).train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
-    rows = load_glyph_dataset(str(data))["train"].select(range(min(args.batch, args.chars)))
+    rows = load_glyph_dataset(str(data))["train"].select(range(args.batch))
     x0 = train.to_model_pixels(train.decode_images(rows, "image", resolution, progress=False)).to(device)
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(x0.shape, generator=g).to(device)
@@ -274,6 +274,11 @@ def bare_seconds(train, args, data: Path, steps: int, device: torch.device) -> f
         optimizer.zero_grad(set_to_none=True)
 
     step()  # warm-up (allocations, autotuning)
+    return step
+
+
+def timed(step, steps: int, device: torch.device) -> float:
+    """Seconds for `steps` calls of `step`, synchronised on CUDA."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -345,6 +350,8 @@ def loop_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.rounds < 1 or args.batch < 1:
         parser.error("--steps, --rounds and --batch must be >= 1")
+    if args.batch > args.chars:
+        parser.error(f"--batch {args.batch} needs at least as many glyphs: raise --chars (now {args.chars})")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
     if args.threads:
@@ -370,8 +377,8 @@ def loop_main(argv: list[str]) -> None:
             long = run_script(train, script_argv(args, data, work, runs / f"r{r}-long", n3), use_cpu)
         busy += util.samples
         script_times.append((long["train_seconds"] - short["train_seconds"]) / (n3 - n))
-        bare_times.append((bare_seconds(train, args, data, n3, device) - bare_seconds(train, args, data, n, device))
-                          / (n3 - n))  # fmt: skip
+        step = build_bare_step(train, args, data, device)
+        bare_times.append((timed(step, n3, device) - timed(step, n, device)) / (n3 - n))
     script_step, bare_step = statistics.median(script_times), statistics.median(bare_times)
     name = torch.cuda.get_device_name() if not use_cpu else f"CPU, {torch.get_num_threads()} thread(s)"
     print(f"preset {args.preset} ({resolution} px), batch {args.batch}, mixed precision {args.mixed_precision}, "
