@@ -5,7 +5,7 @@
 #   bash run.sh app    # the Gradio page (glyffuser app [--model PATH_OR_REPO] [--port N])
 # Set-up (idempotent): a .venv with a pinned CPU torch installed first (a bare `torch` would pull a
 # multi-GB CUDA build), then this package with its extras; Debian's unicode-data for Unihan if missing;
-# for the tests, Debian's chromium (the app's browser test).
+# for the tests, Debian's AR PL fonts (typefaces) and chromium (the app's browser test).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,6 +34,17 @@ setup() {
   fi
 }
 
+# The typeface judge and the LoRA tests render Debian's AR PL fonts (Kai/brush and Ming/serif styles).
+setup_fonts() {
+  if [ ! -e /usr/share/fonts/truetype/arphic/ukai.ttc ] || [ ! -e /usr/share/fonts/truetype/arphic/uming.ttc ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-arphic-ukai fonts-arphic-uming >/dev/null
+    else
+      echo "warning: no AR PL fonts; install Debian's fonts-arphic-ukai fonts-arphic-uming (their tests are skipped)" >&2
+    fi
+  fi
+}
+
 # The app's browser test drives Debian's headless Chromium (Playwright is pointed at it; nothing downloads a browser).
 setup_browser() {
   if [ ! -x "${GLYFFUSER_CHROMIUM:-/usr/bin/chromium}" ]; then
@@ -55,6 +66,7 @@ case "$job" in
     ;;
   test)
     setup
+    setup_fonts
     setup_browser
     "$VENV/bin/ruff" check .
     exec "$PY" -m pytest "$@"

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 #: The article's prompts (`demo.ARTICLE_PROMPTS`), offered as one-click examples.
 EXAMPLE_PROMPTS = tuple(ARTICLE_PROMPTS)
 DEFAULT_JUDGE = Path(__file__).resolve().parents[1] / "artifacts" / "judge-32"
+BASE_TYPEFACE = "Base model"  # the typeface choice that draws without the LoRA (its scale 0)
 DATASET_SIZE = 32  # px of the training glyphs the nearest-glyph panel compares with
 NEAREST_K = 3
 MAX_GUIDANCE = 30.0  # beyond this classifier-free guidance only saturates the glyph
@@ -127,6 +128,7 @@ class GlyphRequest:
     guidance: float
     seed: int
     images_per_prompt: int
+    lora_scale: float | None = None  # None: no LoRA loaded; 0: the base model; 1: the LoRA's typeface
 
     @property
     def jobs(self) -> list[tuple[str, int]]:
@@ -153,9 +155,12 @@ def validate_request(
     images_per_prompt: Any,
     limits: Limits,
     scheduler_config: dict[str, Any] | None = None,
+    typeface: Any = None,
+    typefaces: Sequence[str] = (),
 ) -> tuple[GlyphRequest, list[str]]:
     """Check every input before any compute: (request, warnings) or `AppInputError` with a message that names
-    the fix. With `scheduler_config` (the model's), the step count is also checked against the sampler."""
+    the fix. With `scheduler_config` (the model's), the step count is also checked against the sampler. With
+    `typefaces` (the base model, then a loaded LoRA's typeface), `typeface` picks one of them."""
     from .figures import steps_problem
     from .schedulers import (
         RECOMMENDED_GUIDANCE,
@@ -216,7 +221,15 @@ def validate_request(
     warnings = []
     if negative and guidance <= 1:
         warnings.append("The negative prompt acts through guidance only: it has no effect at guidance 1 or less.")
-    request = GlyphRequest(prompts, negative, sampler, steps, guidance, seed, per_prompt)
+    lora_scale = None
+    if typefaces:
+        typeface = typefaces[0] if typeface in (None, "") else typeface
+        if typeface not in typefaces:
+            raise AppInputError(f"Unknown typeface {typeface!r}; choose one of {', '.join(typefaces)}.")
+        lora_scale = 0.0 if typeface == BASE_TYPEFACE else 1.0
+    elif typeface not in (None, "", BASE_TYPEFACE):
+        raise AppInputError(f"No typeface LoRA is loaded; start the app with --lora to offer {typeface!r}.")
+    request = GlyphRequest(prompts, negative, sampler, steps, guidance, seed, per_prompt, lora_scale)
     return request, warnings
 
 
@@ -362,17 +375,17 @@ def expected_radicals(prompt: str) -> dict[str, int]:
     return {w: PROBES[w] for w in dict.fromkeys(words) if w in PROBES}
 
 
-class _NegativePrompt:
-    """A pipeline that adds `negative_prompt` to every call: the figures' functions call `pipe(prompt, ...)`
-    without one. Everything else (reading or swapping `scheduler`, `unet`...) goes to the wrapped pipeline."""
+class _CallDefaults:
+    """A pipeline that adds the request's `negative_prompt` and LoRA scale to every call: the figures' functions
+    call `pipe(prompt, ...)` without them. Everything else (reading or swapping `scheduler`, `unet`...) goes to the
+    wrapped pipeline."""
 
-    def __init__(self, pipe: GlyphDiffusionPipeline, negative_prompt: str):
+    def __init__(self, pipe: GlyphDiffusionPipeline, **defaults: Any):
         object.__setattr__(self, "_pipe", pipe)
-        object.__setattr__(self, "_negative_prompt", negative_prompt)
+        object.__setattr__(self, "_defaults", {k: v for k, v in defaults.items() if v is not None})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("negative_prompt", self._negative_prompt)
-        return self._pipe(*args, **kwargs)
+        return self._pipe(*args, **{**self._defaults, **kwargs})
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pipe, name)
@@ -403,13 +416,16 @@ class GlyphApp:
         limits: Limits | None = None,
         model_name: str = "model",
         notes: Sequence[str] = (),
+        lora_typeface: str | None = None,
     ):
+        """`lora_typeface`: the name of the typeface LoRA loaded into `pipe` (offered beside the base model)."""
         self.pipe = pipe
         self.judge = judge
         self.real = real
         self.limits = limits or Limits.for_device(pipe.device.type)
         self.model_name = model_name
         self.notes = list(notes)
+        self.typefaces = (BASE_TYPEFACE, lora_typeface) if lora_typeface else ()
 
     @classmethod
     def load(
@@ -419,13 +435,21 @@ class GlyphApp:
         judge: str | os.PathLike | None = DEFAULT_JUDGE,
         device: str | None = None,
         limits: dict[str, int | None] | None = None,
+        lora: str | os.PathLike | None = None,
     ) -> GlyphApp:
-        """Load the model (default: the shipped one), the judge and the training glyphs (built once if needed).
-        A missing model is an error; a missing judge or dataset only disables its panel (see `notes`)."""
-        from .pretrained import load_glyph_pipeline, resolve_model
+        """Load the model (default: the shipped one, with its Kai-brush LoRA), a typeface LoRA, the judge and the
+        training glyphs (built once if needed). A missing model or a `lora` that does not load is an error; a
+        missing judge or dataset only disables its panel (see `notes`)."""
+        from .lora import lora_typeface
+        from .pretrained import SHIPPED_KAI_LORA, load_glyph_pipeline, resolve_model
 
         source = resolve_model(model)
-        pipe = load_glyph_pipeline(source, None, device)
+        if lora is None and model is None and SHIPPED_KAI_LORA.is_dir():
+            lora = SHIPPED_KAI_LORA
+        pipe = load_glyph_pipeline(source, None, device, lora=lora)
+        typeface = None
+        if lora is not None:
+            typeface = f"{lora_typeface(lora) or Path(lora).name} (LoRA)"
         notes = []
         loaded_judge = None
         if judge is not None:
@@ -441,11 +465,16 @@ class GlyphApp:
         except (OSError, ValueError, ImportError) as err:
             notes.append(f"No nearest real glyphs: {err}")
         limits = Limits.for_device(pipe.device.type, **(limits or {}))
-        return cls(pipe, loaded_judge, real, limits, model_name=os.fspath(source), notes=notes)
+        return cls(
+            pipe, loaded_judge, real, limits, model_name=os.fspath(source), notes=notes, lora_typeface=typeface
+        )
 
     # -------------------------------------------------------------------------------------------------
-    def validate(self, *inputs: Any) -> tuple[GlyphRequest, list[str]]:
-        return validate_request(*inputs, limits=self.limits, scheduler_config=self.pipe.scheduler.config)
+    def validate(self, *inputs: Any, typeface: Any = None) -> tuple[GlyphRequest, list[str]]:
+        return validate_request(
+            *inputs, limits=self.limits, scheduler_config=self.pipe.scheduler.config, typeface=typeface,
+            typefaces=self.typefaces,
+        )
 
     def request_pipeline(self, sampler: str) -> GlyphDiffusionPipeline:
         """A new pipeline object for one request: the shared weights, its own scheduler and progress bar."""
@@ -472,13 +501,14 @@ class GlyphApp:
 
         start = time.perf_counter()
         pipe = self.request_pipeline(request.sampler)
-        figure_pipe = _NegativePrompt(pipe, request.negative_prompt) if request.negative_prompt else pipe
+        scale = None if request.lora_scale is None else {"scale": request.lora_scale}
+        figure_pipe = _CallDefaults(pipe, negative_prompt=request.negative_prompt, cross_attention_kwargs=scale)
         jobs = request.jobs
         sampling = f"Sampling {len(jobs)} glyph{'s' * (len(jobs) > 1)}"
         stage(0.0, sampling)
         pipe.set_progress_bar_config(desc=sampling, leave=False)
         with torch.inference_mode():
-            images = pipe(
+            images = figure_pipe(
                 [p for p, _ in jobs],
                 negative_prompt=[request.negative_prompt] * len(jobs) if request.negative_prompt else None,
                 num_inference_steps=request.steps,
@@ -641,11 +671,11 @@ def build_demo(app: GlyphApp):
     if app.notes:
         intro += "\n\n" + "\n".join(f"* {n}" for n in app.notes)
 
-    def generate(definitions, negative_prompt, sampler, steps, guidance, seed, images_per_prompt,
+    def generate(definitions, negative_prompt, sampler, steps, guidance, seed, images_per_prompt, typeface=None,
                  progress=gr.Progress(track_tqdm=True)):  # fmt: skip
         try:
             request, warnings = app.validate(
-                definitions, negative_prompt, sampler, steps, guidance, seed, images_per_prompt
+                definitions, negative_prompt, sampler, steps, guidance, seed, images_per_prompt, typeface=typeface
             )
         except AppInputError as err:
             raise gr.Error(str(err), print_exception=False) from None
@@ -691,6 +721,12 @@ def build_demo(app: GlyphApp):
                     per_prompt = gr.Number(
                         value=4, precision=0, label="Images per prompt", elem_id="images-per-prompt"
                     )
+                typeface = None
+                if app.typefaces:
+                    typeface = gr.Radio(
+                        list(app.typefaces), value=app.typefaces[0], label="Typeface (a LoRA of the model)",
+                        elem_id="typeface",
+                    )
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
                 gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[definitions], label="The article's prompts")
             with gr.Column(scale=3, min_width=300):
@@ -720,7 +756,7 @@ def build_demo(app: GlyphApp):
             as_json = gr.JSON(elem_id="readings-json")
         button.click(
             generate,
-            inputs=[definitions, negative, sampler, steps, guidance, seed, per_prompt],
+            inputs=[definitions, negative, sampler, steps, guidance, seed, per_prompt, *filter(None, [typeface])],
             outputs=[summary, gallery, animation, single, readings, as_json],
             api_name="generate",
             concurrency_limit=1,  # one run at a time; the others wait in the bounded queue
@@ -757,6 +793,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--judge", type=Path, default=DEFAULT_JUDGE, help="radical judge folder (default: %(default)s)"
     )
+    parser.add_argument(
+        "--lora", help="typeface LoRA offered beside the base model (default: the shipped Kai-brush LoRA of the "
+        "shipped model)",
+    )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--max-images", type=int, help="glyphs per run (default: 16 on CPU, 64 on a GPU)")
     parser.add_argument("--max-steps", type=int, help=f"steps per run (default: {Limits.max_steps})")
@@ -775,6 +815,7 @@ def run(args: argparse.Namespace) -> int:
         app = GlyphApp.load(
             args.model, args.dataset, args.judge, args.device,
             limits={"max_images": args.max_images, "max_steps": args.max_steps, "max_queue": args.max_queue},
+            lora=args.lora,
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"glyffuser app: error: {err}", file=sys.stderr)

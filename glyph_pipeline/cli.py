@@ -23,6 +23,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "single-step": ("glyph_pipeline.figures", "The model's one-step prediction from pure noise, over seeds"),
     "dataset-map": ("glyph_pipeline.dataset_map", "UMAP of the glyph dataset (PNG + interactive HTML)"),
     "train-judge": ("glyph_pipeline.judge", "Train the radical-classifier CNN used by the glyph metrics"),
+    "train-typeface-judge": (
+        "glyph_pipeline.typeface", "Train the typeface classifier (Noto Sans / UKai / UMing) behind --typeface"
+    ),
     "evaluate": ("glyph_pipeline.metrics", "Fréchet glyph distance, KID and radical adherence of a model"),
     "export": (
         "glyph_pipeline.pretrained",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -93,7 +94,7 @@ class BuildReport:
 
     @property
     def rows(self) -> int:
-        return sum(self.kept.values())
+        return sum(self.splits.values()) if self.splits else sum(self.kept.values())
 
     def format(self) -> str:
         lines = [
@@ -103,6 +104,8 @@ class BuildReport:
             f"  font:   {self.font}",
             f"  unihan: {self.unihan}",
         ]
+        if self.rows != sum(self.kept.values()):
+            lines.append(f"  {sum(self.kept.values()):,} usable characters; the splits keep a choice of them")
         if self.limit is not None:
             lines.append(
                 f"  --limit {self.limit}: counts cover the characters examined until the limit was reached"
@@ -125,6 +128,20 @@ class BuildReport:
         if self.seconds:
             lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
         return "\n".join(lines)
+
+
+def _test_characters(reference: str | os.PathLike) -> set[str]:
+    """The characters of `reference`'s test split (a dataset folder, parquet file or Hub name)."""
+    try:
+        dsd = load_glyph_dataset(str(reference))
+    except Exception as err:
+        raise GlyphDatasetError(f"--split-from {reference}: not a readable glyph dataset ({err}).") from err
+    if "test" not in dsd or "character" not in dsd["test"].column_names:
+        raise GlyphDatasetError(
+            f"--split-from {reference} has no 'test' split with a 'character' column; give a dataset built by "
+            "`glyffuser build-dataset` with a test split (e.g. data/glyphs-32)."
+        )
+    return set(dsd["test"]["character"])
 
 
 def _validate(
@@ -158,6 +175,8 @@ def build_glyph_dataset(
     seed: int = DEFAULT_SEED,
     num_workers: int | None = None,
     limit: int | None = None,
+    num_chars: int | None = None,
+    split_from: str | os.PathLike | None = None,
     png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL,
     progress: bool = True,
     return_report: bool = False,
@@ -176,6 +195,10 @@ def build_glyph_dataset(
             ``test_fraction=0`` (or fewer than two rows) only ``train`` is returned.
         num_workers: rendering processes (default: all CPUs; 0/1 renders in this process).
         limit: keep only the first ``limit`` usable characters (by code point).
+        num_chars: keep a seeded random choice of this many *training* characters (an adaptation set, e.g. 500
+            glyphs of a typeface for a LoRA); the test split is kept whole.
+        split_from: a glyph dataset (e.g. the base model's) whose ``test`` characters become this build's test
+            split and every other character train, so held-out characters stay held out across typefaces.
         return_report: also return the :class:`BuildReport` (counts per block, skips, timings).
 
     Everything that can be checked (arguments, font, face index, Unihan file, coverage) is checked before
@@ -185,6 +208,9 @@ def build_glyph_dataset(
 
     t0 = time.perf_counter()
     _validate(size, scale, test_fraction, limit, num_workers)
+    if num_chars is not None and num_chars < 1:
+        raise GlyphDatasetError(f"num_chars must be >= 1, got {num_chars}.")
+    held_out = _test_characters(split_from) if split_from is not None else None
     try:
         block_names = parse_blocks(blocks) if characters is None else ALL_BLOCKS
     except ValueError as e:
@@ -250,8 +276,30 @@ def build_glyph_dataset(
         )
     t_select = time.perf_counter()
 
+    n_rows = len(rows["codepoint"])
+    if held_out is not None:
+        members = {
+            "train": [i for i, c in enumerate(rows["character"]) if c not in held_out],
+            "test": [i for i, c in enumerate(rows["character"]) if c in held_out],
+        }
+    else:
+        n_test = math.ceil(test_fraction * n_rows) if test_fraction > 0 else 0
+        if 0 < n_test < n_rows:
+            # datasets' own seeded split decides membership; each split is then built directly from the
+            # column lists in code point order (no indices mapping to flatten on every save).
+            split = Dataset.from_dict({"row": list(range(n_rows))}).train_test_split(test_size=n_test, seed=seed)
+            # (to_dict: iterating a lazy Column row by row costs seconds for 20k rows)
+            members = {name: sorted(split[name].to_dict()["row"]) for name in ("train", "test")}
+        else:
+            members = {"train": list(range(n_rows))}
+    if num_chars is not None and num_chars < len(members["train"]):
+        members["train"] = sorted(random.Random(seed).sample(members["train"], num_chars))
+    members = {name: idx for name, idx in members.items() if idx}
+    # Only the chosen rows are rendered; each glyph is rendered on its own, so a subset's images are the same.
+    chosen = sorted(i for idx in members.values() for i in idx)
+    position = {row: k for k, row in enumerate(chosen)}
     pngs = render_glyphs(
-        rows["character"],
+        [rows["character"][i] for i in chosen],
         glyph_font,
         size=size,
         scale=scale,
@@ -268,21 +316,10 @@ def build_glyph_dataset(
             f"CJK glyphs rendered from {glyph_font.name} at {size}px (em = {scale:.4f} x canvas, em box centred), "
             f"captioned with cleaned English definitions from Unicode {data.version or ''} Unihan kDefinition."
         ),
-        license=f"{UNIHAN_LICENSE_NOTE} Glyph images: rendered from {glyph_font.name}; see the font's licence "
-        "(Noto CJK: SIL Open Font License 1.1).",
+        license=f"{UNIHAN_LICENSE_NOTE} Glyph images: rendered from {glyph_font.name} ({glyph_font.license}).",
     )
     # Image dicts with bytes skip datasets' per-row PIL encoding.
-    rows["image"] = [{"bytes": b, "path": None} for b in pngs]
-    n_rows = len(pngs)
-    n_test = math.ceil(test_fraction * n_rows) if test_fraction > 0 else 0
-    if 0 < n_test < n_rows:
-        # datasets' own seeded split decides membership; each split is then built directly from the
-        # column lists in code point order (no indices mapping to flatten on every save).
-        split = Dataset.from_dict({"row": list(range(n_rows))}).train_test_split(test_size=n_test, seed=seed)
-        # (to_dict: iterating a lazy Column row by row costs seconds for 20k rows)
-        members = {name: sorted(split[name].to_dict()["row"]) for name in ("train", "test")}
-    else:
-        members = {"train": list(range(n_rows))}
+    rows["image"] = [{"bytes": pngs[position[i]], "path": None} if i in position else None for i in range(n_rows)]
     dsd = DatasetDict(
         {
             name: Dataset.from_dict(
@@ -462,6 +499,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     sel.add_argument("--characters", help="only these characters (overrides --blocks), e.g. '永字八法'")
     sel.add_argument("--limit", type=int, help="keep only the first N usable characters (tests, demos)")
+    sel.add_argument(
+        "--num-chars", type=int,
+        help="keep a seeded random choice (--seed) of N training characters: an adaptation set, e.g. 500 glyphs "
+        "of a typeface for a LoRA; the test split is kept whole",
+    )
+    sel.add_argument(
+        "--split-from", metavar="DATASET",
+        help="take the test split's characters from this dataset (e.g. the base model's data/glyphs-32), so "
+        "characters held out there stay held out here",
+    )
     sel.add_argument("--size", type=int, default=DEFAULT_SIZE, help="image size in px (default: 128)")
     sel.add_argument(
         "--scale", type=float, default=DEFAULT_SCALE, help="em size / image size (default: 100/128 = 0.78125)"
@@ -512,6 +559,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             num_workers=args.num_workers,
             limit=args.limit,
+            num_chars=args.num_chars,
+            split_from=args.split_from,
             progress=not args.no_progress,
             return_report=True,
         )

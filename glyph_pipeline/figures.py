@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_output
+from .lora import add_lora_args
 from .pretrained import load_glyph_pipeline
 
 if TYPE_CHECKING:
@@ -861,6 +862,7 @@ def _add_model_args(parser: argparse.ArgumentParser, steps: bool = True, schedul
         help=f"classifier-free guidance scale (default: {RECOMMENDED_GUIDANCE:g})",
     )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_lora_args(parser)
 
 
 def _report_errors(prog: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
@@ -899,7 +901,7 @@ def run_generate(args: argparse.Namespace) -> int:
     check_positive("--cell-size", args.cell_size, 8)
     check_guidance(args.guidance)
     check_scheduler_name(args.scheduler)
-    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device)
+    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale)
     grid = generate_grid(
         pipe, prompts, args.num_images, args.steps, args.guidance, args.seed, args.cell_size, args.cols
     )
@@ -933,7 +935,7 @@ def run_animate(args: argparse.Namespace) -> int:
     if args.fps <= 0:
         raise FigureError(f"--fps must be > 0, got {args.fps}.")
     check_scheduler_name(args.scheduler)
-    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device)
+    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale)
     frames = denoising_frames(pipe, args.prompt, args.steps, args.guidance, args.seed, args.frame_size)
     save_animation(frames, output, args.fps, args.hold_last)
     print(f"wrote {output} ({len(frames)} frames of {frames[0].width}x{frames[0].height})")
@@ -963,7 +965,7 @@ def run_steps_grid(args: argparse.Namespace) -> int:
         check_positive("--steps-list entries", n)
     check_positive("--cell-size", args.cell_size, 8)
     check_guidance(args.guidance)
-    pipe = load_glyph_pipeline(args.model, None, args.device)
+    pipe = load_glyph_pipeline(args.model, None, args.device, args.lora, args.lora_scale)
     result = steps_grid(pipe, args.prompt, steps_list, args.scheduler, args.guidance, args.seed, args.cell_size)
     for name, n, why in result.skipped:
         print(f"glyffuser steps-grid: skipped {name} with {n} step(s): {why}", file=sys.stderr)
@@ -1036,7 +1038,7 @@ def run_single_step(args: argparse.Namespace) -> int:
     if not seeds:
         raise FigureError("--seeds is empty; e.g. --seeds 0 1 2 3.")
     check_scheduler_name(args.scheduler)
-    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device)
+    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale)
     grid = single_step_grid(pipe, args.prompt, seeds, args.guidance, args.cell_size, args.compare_steps)
     print(f"wrote {save_image(grid, output)} ({grid.width}x{grid.height})")
     return 0

@@ -220,11 +220,34 @@ def files_to_upload(folder: str | os.PathLike, ignore_patterns: Sequence[str] = 
     return list(filter_repo_objects(paths, ignore_patterns=list(ignore_patterns) + list(DEFAULT_IGNORE_PATTERNS)))
 
 
+def is_lora_folder(folder: str | os.PathLike) -> bool:
+    """A LoRA adapter folder (the training script's `--lora_rank` output) rather than a whole pipeline."""
+    from .lora import LORA_WEIGHT_NAME
+
+    root = Path(folder)
+    return (root / LORA_WEIGHT_NAME).is_file() and not (root / "model_index.json").exists()
+
+
+def make_card(
+    folder: Path, repo_id: str, tc: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
+    sample_grid: str | None, sample_caption: str | None, dataset_id: str | None,
+):
+    """The card of a pipeline folder, or of a LoRA folder (base model, typeface and its licence, how to load it)."""
+    if is_lora_folder(folder):
+        from .model_card.lora import make_lora_card
+
+        return make_lora_card(folder, repo_id, tc, metrics, sample_grid, sample_caption)
+    return make_model_card(folder, repo_id, tc, metrics, sample_grid, sample_caption, dataset_id)
+
+
 def check_pipeline_folder(folder: str | os.PathLike, files: Sequence[str] | None = None) -> dict[str, Any]:
-    """Make sure `folder` is a saved glyph pipeline that loads from the Hub; returns its model_index.json."""
+    """Make sure `folder` is a saved glyph pipeline (or LoRA) that loads from the Hub; returns its model_index.json
+    ({} for a LoRA)."""
     root = Path(folder)
     if not root.is_dir():
         raise HubError(f"{root} is not a folder. Pass the folder a pipeline was saved to (the training --output_dir).")
+    if is_lora_folder(root):
+        return {}
     index = read_json(root / "model_index.json")
     if index is None:
         raise HubError(
@@ -435,7 +458,7 @@ def push_pipeline_folder(
         raise HubError(f"card='keep' but {readme} does not exist.")
     write_card = card == "regenerate" or existing is None or (card == "auto" and CARD_MARKER in existing)
     if write_card:
-        content = make_model_card(
+        content = make_card(
             root, repo_id, tc, metrics, SAMPLES_FILE if grid_png else None, sample_caption, dataset_id
         ).content
     else:
@@ -542,8 +565,8 @@ def run(args: argparse.Namespace) -> int:
             grid = args.sample_grid or next(
                 (p for p in (root / SAMPLES_FILE, root / "validation" / "final.png") if p.is_file()), None
             )
-            content = make_model_card(root, args.repo_id, tc, metrics or read_json(root / METRICS_FILE),
-                                      SAMPLES_FILE if grid else None, None, args.dataset).content  # fmt: skip
+            content = make_card(root, args.repo_id, tc, metrics or read_json(root / METRICS_FILE),
+                                SAMPLES_FILE if grid else None, None, args.dataset).content  # fmt: skip
             check_no_token(content, resolve_token(args.token), "the model card")
             print(content)
             files = sorted(set(files_to_upload(root)) | {"README.md"} | ({SAMPLES_FILE} if grid else set()))

@@ -72,6 +72,8 @@ class GlyphJudge(ModelMixin, ConfigMixin):
         block_out_channels (`tuple[int]`): stem width, then one entry per down-sampling stage.
         batch_norm (`bool`): BatchNorm after the strided convs (faster convergence; cheap at inference).
         dropout (`float`): dropout before the classifier (features are taken before it).
+        class_names (`list[str]`, *optional*): names of the classes when they are not radicals (the typeface
+            judge of `glyph_pipeline.typeface` names its fonts).
     """
 
     @register_to_config
@@ -82,9 +84,12 @@ class GlyphJudge(ModelMixin, ConfigMixin):
         block_out_channels: Sequence[int] = DEFAULT_CHANNELS,
         batch_norm: bool = True,
         dropout: float = 0.1,
+        class_names: Sequence[str] | None = None,
     ):
         super().__init__()
         channels = list(block_out_channels)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class_names for {num_classes} classes.")
         if len(channels) < 2:
             raise ValueError("block_out_channels needs a stem width and at least one stage, e.g. (16, 32, 64, 128).")
         layers = _conv(1, channels[0], 1, False)
@@ -189,6 +194,19 @@ class GlyphArrays:
         return self.images[index].float() / 255.0
 
 
+def concat_arrays(parts: Sequence[GlyphArrays]) -> GlyphArrays:
+    """Decoded splits, one after the other (one part is returned as it is)."""
+    if len(parts) == 1:
+        return parts[0]
+    return GlyphArrays(
+        images=torch.cat([p.images for p in parts]),
+        radicals=np.concatenate([p.radicals for p in parts]),
+        texts=[t for p in parts for t in p.texts],
+        characters=[c for p in parts for c in p.characters],
+        dropped=sum(p.dropped for p in parts),
+    )
+
+
 def require_columns(ds: Dataset, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
@@ -258,6 +276,65 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, fi
     return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
+def fit_classifier(
+    judge: GlyphJudge,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    label_smoothing: float,
+    max_shift: int,
+    held_out: Any = None,
+    held_out_name: str | None = "test",
+    log: Any = print,
+) -> list[dict[str, float]]:
+    """Train `judge` on uint8 glyphs (N, 1, S, S) and class `targets`: AdamW, one-cycle LR, label smoothing,
+    random shifts. `held_out()` (optional) returns an accuracy after each epoch. Returns the epoch history."""
+    steps_per_epoch = math.ceil(len(images) / batch_size)
+    opt = torch.optim.AdamW(judge.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=learning_rate, total_steps=epochs * steps_per_epoch, pct_start=0.15
+    )
+    history = []
+    for epoch in range(1, epochs + 1):
+        judge.train()
+        perm = torch.randperm(len(images), generator=generator)
+        loss_sum = correct = 0.0
+        t_epoch = time.perf_counter()
+        for start in range(0, len(images), batch_size):
+            idx = perm[start : start + batch_size]
+            x = random_shift(images[idx], max_shift, generator).float() / 255.0
+            logits = judge(x)
+            loss = F.cross_entropy(logits, targets[idx], label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == targets[idx]).sum())
+        row = {
+            "epoch": epoch,
+            "loss": loss_sum / len(images),
+            "train_accuracy": correct / len(images),
+            "seconds": time.perf_counter() - t_epoch,
+        }
+        if held_out is not None:
+            judge.eval()
+            row["held_out_accuracy"] = held_out()
+        history.append(row)
+        log(
+            f"epoch {epoch}/{epochs}: loss {row['loss']:.3f}, train acc {row['train_accuracy']:.3f}"
+            + (f", {held_out_name} acc {row['held_out_accuracy']:.3f}" if held_out is not None else "")
+            + f" ({row['seconds']:.0f}s)"
+        )
+    judge.eval()
+    return history
+
+
 @torch.no_grad()
 def judge_accuracy(judge: GlyphJudge, data: GlyphArrays, batch_size: int = 512) -> dict[str, float]:
     """Top-1 / top-5 radical accuracy of `judge` on decoded real glyphs."""
@@ -273,7 +350,7 @@ def judge_accuracy(judge: GlyphJudge, data: GlyphArrays, batch_size: int = 512) 
 
 
 def train_judge(
-    dataset: str | os.PathLike | Dataset | DatasetDict,
+    dataset: str | os.PathLike | Dataset | DatasetDict | Sequence[str | os.PathLike | Dataset | DatasetDict],
     size: int = 32,
     epochs: int = 8,
     batch_size: int = 256,
@@ -292,17 +369,24 @@ def train_judge(
     Images are decoded once to a uint8 tensor (an epoch then costs only the network). Augmentation is a
     random translation of up to `max_shift` px (default size // 16). AdamW with a one-cycle schedule and
     label smoothing: a few epochs reach most of the accuracy. Returns `(judge in eval mode, metrics)`.
+
+    Several datasets (e.g. the same characters rendered in several typefaces) are trained on together; the
+    held-out accuracy is then also reported per dataset (`held_out_accuracy_per_dataset`).
     """
     if epochs < 1:
         raise GlyphJudgeError(f"epochs must be >= 1, got {epochs}.")
-    splits = as_dataset_dict(dataset, single_split="train")
-    if train_split not in splits:
-        raise GlyphJudgeError(f"Split {train_split!r} not in the dataset (has {list(splits)}).")
+    sources = list(dataset) if isinstance(dataset, (list, tuple)) else [dataset]
     t0 = time.perf_counter()
-    train = decode_split(splits[train_split], size, with_text=False)
-    held_out = None
-    if eval_split and eval_split in splits:
-        held_out = decode_split(splits[eval_split], size, with_text=False)
+    trains, held_outs = [], []
+    for source in sources:
+        splits = as_dataset_dict(source, single_split="train")
+        if train_split not in splits:
+            raise GlyphJudgeError(f"Split {train_split!r} not in the dataset {source} (has {list(splits)}).")
+        trains.append(decode_split(splits[train_split], size, with_text=False))
+        if eval_split and eval_split in splits:
+            held_outs.append(decode_split(splits[eval_split], size, with_text=False))
+    train = concat_arrays(trains)
+    held_out = concat_arrays(held_outs) if held_outs else None
     t_decode = time.perf_counter() - t0
     log(
         f"decoded {len(train):,} train" + (f" + {len(held_out):,} {eval_split}" if held_out else "")
@@ -314,44 +398,13 @@ def train_judge(
     gen = torch.Generator().manual_seed(seed)
     judge = GlyphJudge(sample_size=size, block_out_channels=tuple(block_out_channels))
     max_shift = max(1, size // 16) if max_shift is None else max_shift
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    opt = torch.optim.AdamW(judge.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=learning_rate, total_steps=epochs * steps_per_epoch, pct_start=0.15
-    )
-    targets = torch.from_numpy(train.radicals - 1)
-    history = []
     t_train, cpu_train = time.perf_counter(), time.process_time()
-    for epoch in range(1, epochs + 1):
-        judge.train()
-        perm = torch.randperm(len(train), generator=gen)
-        loss_sum = correct = 0.0
-        t_epoch = time.perf_counter()
-        for start in range(0, len(train), batch_size):
-            idx = perm[start : start + batch_size]
-            x = random_shift(train.images[idx], max_shift, gen).float() / 255.0
-            logits = judge(x)
-            loss = F.cross_entropy(logits, targets[idx], label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == targets[idx]).sum())
-        row = {
-            "epoch": epoch,
-            "loss": loss_sum / len(train),
-            "train_accuracy": correct / len(train),
-            "seconds": time.perf_counter() - t_epoch,
-        }
-        if held_out is not None:
-            row["held_out_accuracy"] = judge_accuracy(judge, held_out)["top1"]
-        history.append(row)
-        log(
-            f"epoch {epoch}/{epochs}: loss {row['loss']:.3f}, train acc {row['train_accuracy']:.3f}"
-            + (f", {eval_split} acc {row['held_out_accuracy']:.3f}" if held_out is not None else "")
-            + f" ({row['seconds']:.0f}s)"
-        )
+    history = fit_classifier(
+        judge, train.images, torch.from_numpy(train.radicals - 1), gen, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        max_shift=max_shift, held_out=(lambda: judge_accuracy(judge, held_out)["top1"]) if held_out else None,
+        held_out_name=eval_split, log=log,
+    )
     judge.eval()
     counts = Counter(train.radicals.tolist())
     top_radical, top_count = counts.most_common(1)[0]
@@ -380,6 +433,8 @@ def train_judge(
             held_out_accuracy=acc["top1"],
             held_out_top5=acc["top5"],
         )
+        if len(held_outs) > 1:
+            metrics["held_out_accuracy_per_dataset"] = [judge_accuracy(judge, h)["top1"] for h in held_outs]
     return judge, metrics
 
 
@@ -434,7 +489,9 @@ def load_judge_metrics(path: str | os.PathLike) -> dict[str, Any]:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of ``glyffuser train-judge``."""
     parser.add_argument(
-        "--dataset", required=True, help="glyph dataset (save_to_disk folder, parquet file or Hub name)"
+        "--dataset", required=True, action="append",
+        help="glyph dataset (save_to_disk folder, parquet file or Hub name); repeat it to train on several, e.g. "
+        "the same characters in several typefaces",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
     parser.add_argument("--size", type=int, default=32, help="judge resolution in px (default: 32)")
@@ -463,7 +520,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         judge, metrics = train_judge(
-            args.dataset,
+            args.dataset if len(args.dataset) > 1 else args.dataset[0],
             size=args.size,
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -472,7 +529,7 @@ def run(args: argparse.Namespace) -> int:
             block_out_channels=channels,
             seed=args.seed,
         )
-        metrics["dataset"] = str(args.dataset)
+        metrics["dataset"] = ", ".join(map(str, args.dataset))
         out = save_judge(judge, args.out, metrics)
     except (GlyphJudgeError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -485,5 +542,7 @@ def run(args: argparse.Namespace) -> int:
             f"on {metrics['num_held_out']:,} {metrics['held_out_split']} glyphs "
             f"(majority-radical baseline {metrics['majority_rate']:.3f})"
         )
+        for source, per in zip(args.dataset, metrics.get("held_out_accuracy_per_dataset", [])):
+            summary += f"\n  {source}: {per:.3f}"
     print(summary)
     return 0

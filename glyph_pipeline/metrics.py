@@ -48,6 +48,7 @@ from .judge import (
     resize_glyphs,
     to_judge_tensor,
 )
+from .lora import add_lora_args
 from .pretrained import NotAPipelineError, load_glyph_pipeline
 from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
@@ -492,6 +493,8 @@ def evaluate_pipeline(
     sensitivity_prompts: int = 16,
     sensitivity_seeds: int = 4,
     copy_rate: bool = True,
+    typeface: str | None = None,
+    typeface_judge: GlyphJudge | str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Score a glyph pipeline against held-out real glyphs with the radical judge.
 
@@ -511,6 +514,9 @@ def evaluate_pipeline(
     `copy_rate` (needs `reference_split`, the training glyphs) adds `copies`: the share of samples, for
     held-out and for training prompts, whose nearest training glyph is closer than 99 % of real held-out
     glyphs are to theirs (`copy_statistics`) — the article's glyphs are meant to be new.
+
+    `typeface` with a `typeface_judge` (`glyph_pipeline.typeface`) adds the share of held-out samples read as
+    that typeface (and of the real held-out glyphs, for reference): did a typeface LoRA take?
     """
     from .schedulers import sampling_scheduler
 
@@ -519,6 +525,15 @@ def evaluate_pipeline(
     copy_split = reference_split if copy_rate else None
     if copy_rate and reference_split is None:
         raise GlyphMetricsError("The copy rate needs reference_split (the training split); or pass copy_rate=False.")
+    if typeface is not None:
+        from .typeface import load_typeface_judge
+
+        if typeface_judge is None:
+            raise GlyphMetricsError(
+                "--typeface needs --typeface-judge DIR (train one with `glyffuser train-typeface-judge`)."
+            )
+        if not isinstance(typeface_judge, GlyphJudge):
+            typeface_judge = load_typeface_judge(typeface_judge, typeface)
     judge, splits = prepare_evaluation(judge, dataset, num_samples, held_out_split, copy_split)
     judge_info = {"path": judge_path, "size": judge.config.sample_size, "parameters": judge.num_parameters()}
     if judge_path:
@@ -609,6 +624,10 @@ def evaluate_pipeline(
             "base_rate": rate,
             "base_radical": radical,
         }
+    if typeface is not None:
+        from .typeface import typeface_statistics
+
+        result["typeface"] = typeface_statistics(typeface_judge, typeface, generated, real_images)
     if sensitivity_images is not None:
         result["sensitivity"] = prompt_sensitivity(sensitivity_images, n_sens, sensitivity_seeds)
     if copy_split is not None:
@@ -744,6 +763,12 @@ def format_report(result: dict[str, Any]) -> str:
             + (f"; train prompts {c['train_prompts']['median_distance']:.3f}" if "train_prompts" in c else "")
             + ")"
         )
+    if "typeface" in result:
+        t = result["typeface"]
+        lines.append(
+            f"{'read as ' + t['typeface']:<28}{fmt(t['share']):>14}{fmt(t['real_share']):>16}   "
+            "(typeface judge; samples: " + ", ".join(f"{k} {v:.2f}" for k, v in t["shares"].items()) + ")"
+        )
     if "probes" in result:
         lines.append("")
         lines.append(
@@ -810,6 +835,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--no-copy-rate", dest="copy_rate", action="store_false",
         help="skip the copy rate (it compares samples with the dataset's 'train' split)",
     )
+    parser.add_argument(
+        "--typeface", help="report the share of samples read as this typeface (e.g. ukai), with --typeface-judge"
+    )
+    parser.add_argument("--typeface-judge", help="typeface judge folder from `glyffuser train-typeface-judge`")
+    add_lora_args(parser)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy shared CPU)"
@@ -822,8 +852,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.typeface and not args.typeface_judge:
+            raise GlyphMetricsError("--typeface needs --typeface-judge DIR (`glyffuser train-typeface-judge`).")
         judge = load_judge(args.judge)  # fail fast, before loading the model
-        pipe = load_glyph_pipeline(args.model, device="cpu")  # on the CPU, like the judge
+        # on the CPU, like the judge
+        pipe = load_glyph_pipeline(args.model, device="cpu", lora=args.lora, lora_scale=args.lora_scale)
         pipe.set_progress_bar_config(disable=True)
         result = evaluate_pipeline(
             pipe,
@@ -842,12 +875,16 @@ def run(args: argparse.Namespace) -> int:
             sensitivity_prompts=args.sensitivity_prompts,
             sensitivity_seeds=args.sensitivity_seeds,
             copy_rate=args.copy_rate,
+            typeface=args.typeface,
+            typeface_judge=args.typeface_judge,
         )
         saved = load_judge_metrics(args.judge)
         result["judge"].update(path=str(args.judge), held_out_accuracy=saved.get("held_out_accuracy"))
         result["model"] = str(args.model)
+        if args.lora:
+            result["lora"] = {"path": str(args.lora), "scale": args.lora_scale}
         result["dataset"] = str(args.dataset)
-    except (GlyphMetricsError, GlyphJudgeError, NotAPipelineError, FileNotFoundError) as e:
+    except (GlyphMetricsError, GlyphJudgeError, NotAPipelineError, FileNotFoundError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     print(format_report(result))

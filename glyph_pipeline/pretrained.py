@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "tiny-32"
+# A LoRA of the shipped model that draws in AR PL UKai's brush (Kai) style.
+SHIPPED_KAI_LORA = SHIPPED_MODEL.with_name("tiny-32-kai-lora")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -68,10 +70,15 @@ def check_model(model: str | os.PathLike) -> str:
 
 
 def load_glyph_pipeline(
-    model: str | os.PathLike | None = None, scheduler: str | None = None, device: str | None = None
+    model: str | os.PathLike | None = None,
+    scheduler: str | None = None,
+    device: str | None = None,
+    lora: str | os.PathLike | None = None,
+    lora_scale: float = 1.0,
 ) -> GlyphDiffusionPipeline:
     """Load a saved or pushed glyph pipeline (default: the shipped one) with our installed class, so no remote
-    code runs; optionally swap in sampler `scheduler` (a `SCHEDULERS` name) on the model's noise schedule.
+    code runs; optionally swap in sampler `scheduler` (a `SCHEDULERS` name) on the model's noise schedule and
+    apply a LoRA (`lora`: folder, file or Hub repo) at strength `lora_scale`.
 
     Weights load in float32 (also the shipped UNet, stored in fp16) on `device`, by default CUDA if available.
     """
@@ -80,6 +87,8 @@ def load_glyph_pipeline(
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
     from .schedulers import sampling_scheduler
 
+    if lora is None and lora_scale != 1.0:
+        raise ValueError("--lora-scale needs --lora (the adapter to scale), e.g. --lora pretrained/tiny-32-kai-lora.")
     source = check_model(resolve_model(model))
     if scheduler is not None:
         sampling_scheduler(scheduler)  # an unknown name fails here, before the weights load
@@ -92,6 +101,10 @@ def load_glyph_pipeline(
         ) from err
     if scheduler is not None:
         pipe.scheduler = sampling_scheduler(scheduler, base_config=pipe.scheduler.config)
+    if lora is not None:
+        from .lora import apply_lora
+
+        apply_lora(pipe, lora, lora_scale)
     pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.set_progress_bar_config(leave=False)
     return pipe
@@ -106,9 +119,12 @@ def export_slim(
     notes: Sequence[str] = (),
     samples: str | os.PathLike | None = None,
     samples_caption: str | None = None,
+    base_model: str | None = None,
 ) -> Path:
     """Write `source` (a trained pipeline folder) to `dest` as a shipped model: UNet in fp16 safetensors, no
     text encoder (loaded by name from `text_encoder_source`), plus its training record, metrics and card.
+    A LoRA folder (`--lora_rank` output) is written as its adapter file, record, metrics and LoRA card, whose
+    snippets load it onto `base_model` (a Hub id).
 
     The card is our model card (`glyph_pipeline.model_card.make_model_card`) with the samples grid of the run.
     `metrics` (a `glyffuser evaluate --out` file) replaces the run's own `metrics.json`, e.g. after scoring the
@@ -121,11 +137,14 @@ def export_slim(
     import torch
 
     from .atomic import atomic_output
-    from .hub import SAMPLES_FILE, without_local_paths
-    from .model_card import make_model_card, training_compute
+    from .hub import SAMPLES_FILE, is_lora_folder
+    from .model_card import make_model_card
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
     src, out = Path(source), Path(dest)
+    lora = is_lora_folder(src)
+    if lora and out.resolve() == SHIPPED_MODEL.resolve():
+        raise ValueError(f"{src} is a LoRA: pass --out (the default {SHIPPED_MODEL} is the shipped base model).")
     metrics_record = None
     if metrics is not None:
         try:
@@ -141,6 +160,23 @@ def export_slim(
         raise ValueError(f"--samples-caption needs a sample grid: pass --samples IMAGE ({grid} does not exist).")
     if notes and not (src / "training_config.json").is_file():
         raise ValueError(f"--note adds to the training record, and {src} has no training_config.json.")
+    if lora:
+        from .lora import LORA_WEIGHT_NAME
+        from .model_card.lora import make_lora_card
+
+        with atomic_output(out) as tmp:
+            tmp.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / LORA_WEIGHT_NAME, tmp / LORA_WEIGHT_NAME)
+            if grid.is_file():
+                shutil.copy2(grid, tmp / SAMPLES_FILE)
+            records = _write_records(src, tmp, metrics_record, notes)
+            card = make_lora_card(
+                tmp, repo_id, records.get("training_config"), records.get("metrics"),
+                sample_grid=SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None, sample_caption=samples_caption,
+                base_model=base_model,
+            )
+            (tmp / "README.md").write_text(str(card), encoding="utf-8")
+        return out
     pipe = GlyphDiffusionPipeline.from_pretrained(src)
     if text_encoder_source:  # e.g. a folder trained before pipelines recorded their encoder's name
         from .text_encoders import resolve_text_encoder
@@ -158,20 +194,7 @@ def export_slim(
         pipe.save_pretrained(tmp, include_text_encoder=False)
         if grid.is_file():
             shutil.copy2(grid, tmp / SAMPLES_FILE)
-        records = {}
-        for name in ("training_config", "metrics"):
-            record = metrics_record if name == "metrics" and metrics_record is not None else None
-            if record is None and (src / f"{name}.json").is_file():
-                record = json.loads((src / f"{name}.json").read_text())
-            if record is None:
-                continue
-            if name == "training_config":
-                record.update(training_compute(record))  # GPU time as GPU time, also in records older than that
-                if notes:
-                    record["notes"] = [*record.get("notes", []), *notes]
-                record["validation_grid"] = SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None
-            records[name] = without_local_paths(record)  # as published: local paths (model, dataset, judge) removed
-            (tmp / f"{name}.json").write_text(json.dumps(records[name], indent=2, ensure_ascii=False) + "\n")
+        records = _write_records(src, tmp, metrics_record, notes)
         card = make_model_card(
             tmp, repo_id, records.get("training_config"), records.get("metrics"),
             sample_grid=SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None, sample_caption=samples_caption,
@@ -180,9 +203,33 @@ def export_slim(
     return out
 
 
+def _write_records(src: Path, tmp: Path, metrics_record: dict | None, notes: Sequence[str]) -> dict[str, dict]:
+    """training_config.json and metrics.json as published (no local paths), into the export folder `tmp`."""
+    from .hub import SAMPLES_FILE, without_local_paths
+    from .model_card import training_compute
+
+    records = {}
+    for name in ("training_config", "metrics"):
+        record = metrics_record if name == "metrics" and metrics_record is not None else None
+        if record is None and (src / f"{name}.json").is_file():
+            record = json.loads((src / f"{name}.json").read_text())
+        if record is None:
+            continue
+        if name == "training_config":
+            record.update(training_compute(record))  # GPU time as GPU time, also in records older than that
+            if notes:
+                record["notes"] = [*record.get("notes", []), *notes]
+            record["validation_grid"] = SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None
+        records[name] = without_local_paths(record)  # as published: local paths (model, dataset, judge) removed
+        (tmp / f"{name}.json").write_text(json.dumps(records[name], indent=2, ensure_ascii=False) + "\n")
+    return records
+
+
 def configure_parser(parser) -> None:
     """Flags of ``glyffuser export``."""
-    parser.add_argument("source", type=Path, help="trained pipeline folder (the training script's --output_dir)")
+    parser.add_argument(
+        "source", type=Path, help="trained pipeline or LoRA folder (the training script's --output_dir)"
+    )
     parser.add_argument("--out", type=Path, default=SHIPPED_MODEL, help=f"default: {SHIPPED_MODEL}")
     parser.add_argument("--repo-id", default="glyffuser/tiny-32", help="repo id used in the card's snippets")
     parser.add_argument(
@@ -201,6 +248,9 @@ def configure_parser(parser) -> None:
         "--samples", type=Path, default=None, help="image for the card (default: the run's validation/final.png)"
     )
     parser.add_argument("--samples-caption", default=None, help="caption of --samples")
+    parser.add_argument(
+        "--base-model", default=None, help="for a LoRA: the Hub id of the model it adapts, used in its card"
+    )
 
 
 def run(args) -> int:
@@ -210,7 +260,7 @@ def run(args) -> int:
     try:
         out = export_slim(
             args.source, args.out, args.repo_id, args.text_encoder_source, metrics=args.metrics, notes=args.note,
-            samples=args.samples, samples_caption=args.samples_caption,
+            samples=args.samples, samples_caption=args.samples_caption, base_model=args.base_model,
         )
     except (OSError, ValueError) as err:
         print(f"glyffuser export: error: {err}", file=sys.stderr)

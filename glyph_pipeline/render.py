@@ -53,6 +53,9 @@ def default_font_path() -> Path:
     )
 
 
+FONT_LICENSES = {"Noto": "SIL Open Font License 1.1", "AR PL": "Arphic Public License"}
+
+
 @dataclass(frozen=True)
 class GlyphFont:
     """A validated font face: what rendering needs, plus its exact coverage."""
@@ -67,6 +70,14 @@ class GlyphFont:
 
     def covers(self, char: str) -> bool:
         return ord(char) in self.codepoints
+
+    @property
+    def license(self) -> str:
+        """The licence of the font families we know (Noto CJK, AR PL), else a pointer to the font's own."""
+        for prefix, licence in FONT_LICENSES.items():
+            if self.name.startswith(prefix):
+                return licence
+        return "see the font's licence"
 
 
 def _face_names(collection) -> list[str]:

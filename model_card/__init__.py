@@ -319,7 +319,7 @@ _METRIC_SKIP = {
     "kid_std", "real_floor", "base_rate", "base_radical", "base_character", "judge_accuracy_real",
     "probe_base_rate", "probe_samples", "probes", "seconds", "judge", "model", "dataset", "sampler",
     "image_size", "resized_to_judge", "num_generated", "num_real", "ink", "train_prompts", "sensitivity",
-    "copies",
+    "copies", "typeface", "lora",
 }  # fmt: skip
 
 
@@ -353,6 +353,13 @@ def _text_and_ink_rows(m: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             if isinstance(real.get("median_distance"), (int, float)):
                 note += f" (real held-out glyphs {_num(real['median_distance'])})"
             rows.append((name, _num(entry["copy_rate"]), _cell(note)))
+    face = m.get("typeface") if isinstance(m.get("typeface"), Mapping) else {}
+    if isinstance(face.get("share"), (int, float)):
+        shares = ", ".join(f"{k} {_num(v)}" for k, v in (face.get("shares") or {}).items())
+        note = f"share of samples the typeface judge reads as {face.get('typeface')} (samples: {shares})"
+        if isinstance(face.get("real_share"), (int, float)):
+            note += f"; real held-out glyphs {_num(face['real_share'])}"
+        rows.append((_cell(f"Read as {face.get('typeface')}"), _num(face["share"]), _cell(note)))
     ink = m.get("ink") if isinstance(m.get("ink"), Mapping) else {}
     gen, real = ink.get("generated") or {}, ink.get("real") or {}
     for key, name in (("mean_pixel", "Mean pixel (white = 1)"), ("ink_fraction", "Ink fraction")):

@@ -21,7 +21,7 @@ from glyph_pipeline.dataset import (
     save_dataset,
     save_parquet,
 )
-from glyph_pipeline.render import FontError, GlyphRenderer, load_font, render_glyphs
+from glyph_pipeline.render import FontError, GlyphRenderer, load_font, render_glyph, render_glyphs
 from glyph_pipeline.unihan import (
     UnihanError,
     block_of,
@@ -289,6 +289,36 @@ def test_split_is_seeded_and_deterministic(unihan):
     assert set(test_a) != set(c["test"]["codepoint"])
     assert not set(test_a) & set(a["train"]["codepoint"])
     assert list(a["train"]["codepoint"]) == sorted(a["train"]["codepoint"])  # code point order in a split
+
+
+UKAI = Path("/usr/share/fonts/truetype/arphic/ukai.ttc")  # Debian fonts-arphic-ukai (bash run.sh test installs it)
+
+
+def test_adaptation_set_keeps_the_reference_test_split(unihan, tmp_path):
+    """--num-chars N --split-from REF: a seeded choice of N training characters in another typeface, and the
+    reference's held-out characters (those the font covers) as the test split."""
+    if not UKAI.is_file():
+        pytest.skip("Debian's fonts-arphic-ukai is not installed")
+    uro = "".join(chr(cp) for cp in range(0x4E00, 0x4E00 + 300))  # common characters: UKai covers most
+    common = dict(unihan=unihan, characters=uro, size=16, num_workers=0, progress=False)
+    reference = save_dataset(build_glyph_dataset(test_fraction=0.1, **common), tmp_path / "ref")
+    held_out = set(load_glyph_dataset(reference)["test"]["character"])
+    a = build_glyph_dataset(font=UKAI, num_chars=40, split_from=reference, seed=3, **common)
+    b = build_glyph_dataset(font=UKAI, num_chars=40, split_from=reference, seed=3, **common)
+    c = build_glyph_dataset(font=UKAI, num_chars=40, split_from=reference, seed=4, **common)
+    assert len(a["train"]) == 40 and list(a["train"]["character"]) == list(b["train"]["character"])
+    assert set(a["train"]["character"]) != set(c["train"]["character"])  # the seed chooses
+    assert set(a["test"]["character"]) <= held_out and len(a["test"]) >= 0.8 * len(held_out)
+    assert not set(a["train"]["character"]) & held_out
+    assert list(a["test"]["character"]) == list(c["test"]["character"])  # the test split is kept whole
+    # the images are UKai's, not Noto's
+    ukai = render_glyph(a["test"][0]["character"], load_font(UKAI), size=16)
+    assert np.array_equal(np.asarray(a["test"][0]["image"].convert("L")), np.asarray(ukai))
+    with pytest.raises(GlyphDatasetError, match="--split-from .* no 'test' split"):
+        only_train = save_dataset(build_glyph_dataset(test_fraction=0, **common), tmp_path / "train-only")
+        build_glyph_dataset(font=UKAI, num_chars=40, split_from=only_train, **common)
+    with pytest.raises(GlyphDatasetError, match="num_chars must be >= 1"):
+        build_glyph_dataset(font=UKAI, num_chars=0, **common)
 
 
 def test_save_to_disk_parquet_and_imagefolder_roundtrip(built, tmp_path):

@@ -76,6 +76,14 @@ from tqdm.auto import tqdm
 from glyph_pipeline import GlyphDiffusionPipeline
 from glyph_pipeline.atomic import atomic_output, move_into_place, write_text
 from glyph_pipeline.embeddings import cache_text_embeddings, default_cache_dir, encoder_fingerprint
+from glyph_pipeline.lora import (
+    DEFAULT_LORA_TARGETS,
+    LORA_WEIGHT_NAME,
+    LoraSetupError,
+    add_lora,
+    check_targets,
+    save_lora,
+)
 from glyph_pipeline.model_card import training_compute
 from glyph_pipeline.presets import PRESETS, downsampling_factor, unet_config
 from glyph_pipeline.schedulers import (
@@ -173,6 +181,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument(
         "--max_text_length", type=int, default=None,
         help="tokens per caption, padded/truncated; becomes the pipeline's max_sequence_length (default: 32)",
+    )
+
+    lora = parser.add_argument_group(
+        "LoRA", "train a LoRA adapter (peft) of a pretrained pipeline instead of all UNet weights, e.g. a typeface"
+    )
+    lora.add_argument(
+        "--lora_rank", type=int, default=None,
+        help="rank of the LoRA matrices; turns LoRA training on (needs --pretrained_model_name_or_path) and saves "
+        f"{LORA_WEIGHT_NAME} instead of a full pipeline",
+    )
+    lora.add_argument("--lora_alpha", type=float, default=None, help="LoRA scaling numerator (default: the rank)")
+    lora.add_argument(
+        "--lora_target_modules", default=",".join(DEFAULT_LORA_TARGETS),
+        help="comma-separated UNet layer names that get a LoRA: attention projections and resnet convolutions",
     )
 
     diffusion = parser.add_argument_group("diffusion")
@@ -326,6 +348,21 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise TrainingSetupError(f"--cond_dropout must be in [0, 1), got {args.cond_dropout}.")
     if args.snr_gamma is not None and args.snr_gamma <= 0:
         raise TrainingSetupError(f"--snr_gamma must be > 0 (5.0 is the usual choice), got {args.snr_gamma}.")
+    if args.lora_rank is not None:
+        if args.lora_rank <= 0:
+            raise TrainingSetupError(f"--lora_rank must be > 0 (4-16 is usual), got {args.lora_rank}.")
+        if args.lora_alpha is not None and args.lora_alpha <= 0:
+            raise TrainingSetupError(f"--lora_alpha must be > 0, got {args.lora_alpha}.")
+        if not args.pretrained_model_name_or_path:
+            raise TrainingSetupError(
+                "--lora_rank adapts a trained model: pass --pretrained_model_name_or_path (e.g. pretrained/tiny-32)."
+            )
+        if not lora_targets(args):
+            raise TrainingSetupError("--lora_target_modules is empty; name layers such as to_q,to_k,to_v,conv1.")
+        try:
+            import peft  # noqa: F401
+        except ImportError as err:
+            raise TrainingSetupError("LoRA training needs peft: pip install peft") from err
     if not 0.0 < args.ema_decay < 1.0:
         raise TrainingSetupError(f"--ema_decay must be in (0, 1), got {args.ema_decay}.")
     if args.eval_probe_samples < 0:
@@ -338,6 +375,10 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise TrainingSetupError(
             f"Unknown --validation_scheduler {args.validation_scheduler!r}; valid names: {', '.join(SCHEDULERS)}."
         )
+
+
+def lora_targets(args: argparse.Namespace) -> list[str]:
+    return [t.strip() for t in args.lora_target_modules.split(",") if t.strip()]
 
 
 # =========================================================================================== checks + loading
@@ -846,8 +887,8 @@ def unet_for_inference(accelerator: Accelerator, unet, ema: EMAModel | None) -> 
     model = copy.deepcopy(accelerator.unwrap_model(unet)).eval()
     if model.dtype != torch.float32:
         model.to(torch.float32)
-    if ema is not None:
-        ema.copy_to(model.parameters())
+    if ema is not None:  # the EMA holds the trained parameters (all of them, or a LoRA's), in model order
+        ema.copy_to([p for p in model.parameters() if p.requires_grad])
     model.requires_grad_(False)
     if hasattr(model, "disable_gradient_checkpointing"):
         model.disable_gradient_checkpointing()
@@ -958,6 +999,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise TrainingSetupError(str(err)) from err
     resume_path = resolve_resume(args)
     parts = load_model(args)
+    if args.lora_rank:
+        try:
+            check_targets(parts["unet"], lora_targets(args))
+        except LoraSetupError as err:
+            raise TrainingSetupError(str(err)) from err
     dataset = load_training_data(args)
     evaluation = prepare_eval(args)
     config = parts["unet"].config if parts["unet"] is not None else parts["unet_config"]
@@ -974,6 +1020,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             unet.register_to_config(sample_size=resolution)
     else:
         unet = build_unet(parts["unet_config"])
+    if args.lora_rank:
+        try:
+            trainable = add_lora(unet, args.lora_rank, args.lora_alpha, lora_targets(args))
+        except LoraSetupError as err:
+            raise TrainingSetupError(str(err)) from err
+    else:
+        trainable = list(unet.parameters())
 
     # ---- 2. accelerate
     accelerator = Accelerator(
@@ -1026,7 +1079,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         # of every weight costs more than the loop saves for larger UNets (`bench_training.py ema`: 1.3-2x faster
         # for tiny-32/micro, 0.7x for glyffuser-64), so the CPU keeps the loop.
         ema = EMAModel(
-            unet.parameters(), decay=args.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config,
+            trainable, decay=args.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config,
             foreach=accelerator.device.type != "cpu",
         )
         ema.to(accelerator.device)
@@ -1059,7 +1112,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     # ---- 5. optimiser, schedule, accelerate.prepare
     optimizer = torch.optim.AdamW(
-        unet.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+        trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
         weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
     )
     unet, optimizer, train_dataloader = accelerator.prepare(unet, optimizer, train_dataloader)
@@ -1080,7 +1133,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     lr_scheduler = accelerator.prepare(lr_scheduler)
     progress = TrainingProgress()
-    progress.continue_from(parts.get("prior_training"))
+    if not args.lora_rank:  # a LoRA is a new set of weights: its record counts its own training only
+        progress.continue_from(parts.get("prior_training"))
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
     accelerator.register_for_checkpointing(progress)
@@ -1111,10 +1165,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
 
     n_params = sum(p.numel() for p in unet.parameters())
+    n_trainable = sum(p.numel() for p in trainable)
     logger.info("***** Running training *****")
     logger.info(f"  Rows = {len(images):,} ({len(cache.unique_texts):,} distinct captions), resolution {resolution}px")
     logger.info(
-        f"  UNet = {parts['source']}, {n_params / 1e6:.2f}M parameters; "
+        f"  UNet = {parts['source']}, {n_params / 1e6:.2f}M parameters ({n_trainable / 1e6:.3f}M trained); "
         f"text encoder width {hidden_size(text_encoder)}"
     )
     logger.info(
@@ -1192,7 +1247,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     accelerator.backward(loss)
                 with record_function("glyffuser/optimizer"):
                     if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                        accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
                     optimizer.step()
                     lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -1201,7 +1256,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             if ema is not None:
                 with record_function("glyffuser/ema"):
-                    ema.step(unet.parameters())
+                    ema.step(trainable)
             global_step = progress.global_step + 1
             progress.record(step_loss)
             lr = lr_scheduler.get_last_lr()[0]
@@ -1230,6 +1285,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 break
     bar.close()
     update_clock()
+    run_seconds = progress.train_seconds - base_seconds
     accelerator.wait_for_everyone()
 
     # ---- 8. save the pipeline (main process), a final grid and the run record
@@ -1247,7 +1303,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if main_process:
         final_unet = unet_for_inference(accelerator, unet, ema)
         pipe = build_pipeline(final_unet, parts, RECOMMENDED_SAMPLER)
-        pipe.save_pretrained(output_dir)
+        if args.lora_rank:
+            save_lora(output_dir, final_unet)  # the adapter only: the base model stays where it is
+        else:
+            pipe.save_pretrained(output_dir)
         grid = log_validation(pipe, args, accelerator, global_step, "final")
         wall = time.perf_counter() - t_start
         first = float(np.mean(progress.first_losses)) if progress.first_losses else None
@@ -1255,12 +1314,20 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         result = {
             "command": command_line(args._argv),
             # Every run that led to these weights, oldest first (a continued model lists its initial training).
-            "commands": [*prior_commands(parts.get("prior_training")), command_line(args._argv)],
+            "commands": [
+                *(prior_commands(parts.get("prior_training")) if not args.lora_rank else []), command_line(args._argv)
+            ],
             "args": {k: v for k, v in vars(args).items() if "token" not in k and not k.startswith("_")},
             "preset": args.unet_preset if not args.pretrained_model_name_or_path else None,
             "model_source": parts["source"],
             "unet_config": {k: v for k, v in dict(pipe.unet.config).items() if not k.startswith("_")},
             "unet_parameters": n_params,
+            "trained_parameters": n_trainable,
+            "lora": None if not args.lora_rank else {
+                "rank": args.lora_rank, "alpha": args.lora_alpha or args.lora_rank,
+                "target_modules": lora_targets(args),
+                "base_model": args.pretrained_model_name_or_path, "weights": LORA_WEIGHT_NAME,
+            },
             "ema": ema is not None,
             "text_encoder": {
                 "name_or_path": (
@@ -1276,6 +1343,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "source": args.dataset, "local": Path(args.dataset).exists(), "split": args.dataset_split,
                 "rows": len(images), "distinct_captions": len(cache.unique_texts), "resolution": resolution,
                 "embedding_cache": str(cache.path), "embedding_cache_hit": cache.from_cache,
+                # what the glyphs are (font, size) and their licence, as the dataset states them
+                "description": dataset.info.description or None, "license": dataset.info.license or None,
             },
             "hardware": hardware_summary(accelerator),
             "world_size": accelerator.num_processes,
@@ -1287,7 +1356,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "train_seconds": progress.train_seconds,
             "thread_seconds": progress.thread_seconds,
             "gpu_seconds": progress.gpu_seconds,
-            "samples_per_second": progress.samples_seen / progress.train_seconds if progress.train_seconds else None,
+            # This run's rate (a continued model's totals above may mix devices).
+            "samples_per_second": samples_this_run / run_seconds if run_seconds else None,
             "wall_time_seconds": wall,
             "text_embedding_seconds": t_embed,
             "initial_loss": first,
@@ -1356,12 +1426,18 @@ def print_summary(r: dict[str, Any], output_dir: Path) -> None:
         f" data         {r['dataset']['rows']:,} rows, {r['dataset']['distinct_captions']:,} distinct captions, "
         f"{r['dataset']['resolution']}px; text embeddings "
         f"{'cached' if r['dataset']['embedding_cache_hit'] else 'encoded'} in {r['text_embedding_seconds']:.1f}s",
-        f" throughput   {r['samples_per_second'] or 0:.1f} samples/s "
-        f"({r['samples_seen']:,} samples in {r['train_seconds']:.1f}s of training)",
+        f" throughput   {r['samples_per_second'] or 0:.1f} samples/s in this run "
+        f"({r['samples_seen']:,} samples in {r['train_seconds']:.1f}s of training in all)",
         f" time         {r['wall_time_seconds']:.1f}s wall for this run",
         f" loss         first 10 steps {fmt(r['initial_loss'])} -> last 10 steps {fmt(r['final_loss'])}",
-        f" pipeline     {output_dir} ({'EMA' if r['ema'] else 'raw'} weights, "
-        f"{r['unet_parameters'] / 1e6:.2f}M params)",
+        (
+            f" LoRA         {output_dir / r['lora']['weights']} (rank {r['lora']['rank']}, "
+            f"{'EMA' if r['ema'] else 'raw'} weights, {r['trained_parameters'] / 1e6:.3f}M params) "
+            f"for {r['lora']['base_model']}"
+            if r.get("lora") else
+            f" pipeline     {output_dir} ({'EMA' if r['ema'] else 'raw'} weights, "
+            f"{r['unet_parameters'] / 1e6:.2f}M params)"
+        ),
         f" samples      {r['validation_grid']}",
         "=" * 72,
     ]
