@@ -30,10 +30,9 @@ class LoraSetupError(ValueError):
 
 def check_targets(unet: UNet2DConditionModel, targets: Sequence[str]) -> None:
     """Every target must name layers of `unet` (peft would fail later, or silently skip a typo)."""
-    names = {name.rsplit(".", 1)[-1] for name, _ in unet.named_modules()} | {
-        ".".join(name.rsplit(".", 2)[-2:]) for name, _ in unet.named_modules()
-    }
-    missing = [t for t in targets if t not in names]
+    names = [name for name, _ in unet.named_modules()]
+    # peft's rule: a target names a module by its full name or by a dotted suffix of it (to_q, attn1.to_q)
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
         kinds = (torch.nn.Linear, torch.nn.Conv2d)
         layers = sorted({n.rsplit(".", 1)[-1] for n, m in unet.named_modules() if isinstance(m, kinds)})

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_pipeline
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from test_training import ENV, launch
 
@@ -281,3 +282,28 @@ def test_export_writes_a_lora_folder_with_its_card(lora_run, tmp_path, capsys):
     # the default --out is the shipped base model: a LoRA never replaces it
     assert cli_main(["export", str(out)]) == 2
     assert "is a LoRA: pass --out" in capsys.readouterr().err and (SHIPPED_MODEL / "model_index.json").is_file()
+
+
+def test_app_api_draws_the_chosen_typeface(lora_run, saved_pipeline_dir, tmp_path):
+    """`glyffuser app --lora DIR`: the page's typeface choice reaches the pipeline (API, as the browser sends it)."""
+    gradio_client = pytest.importorskip("gradio_client", reason="the app test needs the [app] extra")
+    from test_app import running_app
+
+    from glyph_pipeline.app import BASE_TYPEFACE
+
+    out, _ = lora_run
+    with running_app(saved_pipeline_dir, "--lora", str(out), "--judge", str(tmp_path / "no-judge")) as url:
+        client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path))
+        glyphs = {}
+        for typeface in (BASE_TYPEFACE, "AR PL UKai CN (LoRA)"):
+            summary, gallery, *_ = client.predict(
+                "water", "", "dpmsolver++", 3, 3.0, 0, 1, typeface, api_name="/generate"
+            )
+            glyphs[typeface] = np.asarray(Image.open(gallery[0]["image"]))
+        with pytest.raises(Exception, match=r"not in the list of choices: \['Base model', 'AR PL UKai CN"):
+            client.predict("water", "", "dpmsolver++", 3, 3.0, 0, 1, "Comic Sans", api_name="/generate")
+    plain = GlyphDiffusionPipeline.from_pretrained(saved_pipeline_dir)
+    plain.set_progress_bar_config(disable=True)
+    expected = plain("water", num_inference_steps=3, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(glyphs[BASE_TYPEFACE], np.asarray(expected.images[0]))
+    assert not np.array_equal(glyphs["AR PL UKai CN (LoRA)"], glyphs[BASE_TYPEFACE])
