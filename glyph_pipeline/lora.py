@@ -19,8 +19,8 @@ from diffusers import UNet2DConditionModel
 
 # diffusers' file name: `load_lora_weights(folder)` finds it without `weight_name`.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-# Attention (self and cross) and the resnets' 3x3 convolutions: style lives in the strokes (convolutions), while
-# the text path (cross-attention) lets the adapter keep each meaning's layout.
+# Attention (self and cross) and the resnets' 3x3 convolutions, which draw the strokes. Leaving cross-attention
+# out kept less of the base model's meaning, not more (docs/results.md, the typeface LoRA).
 DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2")
 
 
