@@ -230,13 +230,13 @@ def is_lora_folder(folder: str | os.PathLike) -> bool:
 
 def make_card(
     folder: Path, repo_id: str, tc: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
-    sample_grid: str | None, sample_caption: str | None, dataset_id: str | None,
+    sample_grid: str | None, sample_caption: str | None, dataset_id: str | None, base_model: str | None = None,
 ):
     """The card of a pipeline folder, or of a LoRA folder (base model, typeface and its licence, how to load it)."""
     if is_lora_folder(folder):
         from .model_card.lora import make_lora_card
 
-        return make_lora_card(folder, repo_id, tc, metrics, sample_grid, sample_caption)
+        return make_lora_card(folder, repo_id, tc, metrics, sample_grid, sample_caption, base_model)
     return make_model_card(folder, repo_id, tc, metrics, sample_grid, sample_caption, dataset_id)
 
 

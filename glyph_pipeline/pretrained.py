@@ -137,8 +137,7 @@ def export_slim(
     import torch
 
     from .atomic import atomic_output
-    from .hub import SAMPLES_FILE, is_lora_folder
-    from .model_card import make_model_card
+    from .hub import SAMPLES_FILE, is_lora_folder, make_card
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
     src, out = Path(source), Path(dest)
@@ -160,22 +159,24 @@ def export_slim(
         raise ValueError(f"--samples-caption needs a sample grid: pass --samples IMAGE ({grid} does not exist).")
     if notes and not (src / "training_config.json").is_file():
         raise ValueError(f"--note adds to the training record, and {src} has no training_config.json.")
+    def finish(tmp: Path) -> None:
+        """Samples, records (as published) and the card (a pipeline's or a LoRA's) into the export folder."""
+        if grid.is_file():
+            shutil.copy2(grid, tmp / SAMPLES_FILE)
+        records = _write_records(src, tmp, metrics_record, notes)
+        card = make_card(
+            tmp, repo_id, records.get("training_config"), records.get("metrics"),
+            SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None, samples_caption, None, base_model=base_model,
+        )
+        (tmp / "README.md").write_text(str(card), encoding="utf-8")
+
     if lora:
         from .lora import LORA_WEIGHT_NAME
-        from .model_card.lora import make_lora_card
 
         with atomic_output(out) as tmp:
             tmp.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / LORA_WEIGHT_NAME, tmp / LORA_WEIGHT_NAME)
-            if grid.is_file():
-                shutil.copy2(grid, tmp / SAMPLES_FILE)
-            records = _write_records(src, tmp, metrics_record, notes)
-            card = make_lora_card(
-                tmp, repo_id, records.get("training_config"), records.get("metrics"),
-                sample_grid=SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None, sample_caption=samples_caption,
-                base_model=base_model,
-            )
-            (tmp / "README.md").write_text(str(card), encoding="utf-8")
+            finish(tmp)
         return out
     pipe = GlyphDiffusionPipeline.from_pretrained(src)
     if text_encoder_source:  # e.g. a folder trained before pipelines recorded their encoder's name
@@ -192,14 +193,7 @@ def export_slim(
     pipe.unet.to(torch.float16)
     with atomic_output(out) as tmp:  # a complete new folder replaces the old one, or nothing changes
         pipe.save_pretrained(tmp, include_text_encoder=False)
-        if grid.is_file():
-            shutil.copy2(grid, tmp / SAMPLES_FILE)
-        records = _write_records(src, tmp, metrics_record, notes)
-        card = make_model_card(
-            tmp, repo_id, records.get("training_config"), records.get("metrics"),
-            sample_grid=SAMPLES_FILE if (tmp / SAMPLES_FILE).is_file() else None, sample_caption=samples_caption,
-        )
-        (tmp / "README.md").write_text(str(card), encoding="utf-8")
+        finish(tmp)
     return out
 
 
