@@ -229,7 +229,7 @@ def script_argv(args, data: Path, work: Path, out: Path, steps: int) -> list[str
         "--use_ema", "--mixed_precision", args.mixed_precision, "--checkpointing_steps", "0",
         "--validation_steps", "0", "--num_validation_images", "1", "--validation_prompts", "water",
         "--validation_inference_steps", "1", "--report_to", "none", "--seed", "0",
-    ]  # fmt: skip
+    ] + (["--compile"] if args.compile else [])  # fmt: skip
 
 
 def run_script(train, argv: list[str], use_cpu: bool) -> dict:
@@ -252,6 +252,7 @@ def build_bare_step(train, args, data: Path, device: torch.device):
     preset, overrides, resolution = LOOP_PRESETS[args.preset]
     unet = build_unet(preset, 384, **overrides).to(device).train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    forward = torch.compile(unet) if args.compile else unet
     rows = load_glyph_dataset(str(data))["train"].select(range(args.batch))
     x0 = train.to_model_pixels(train.decode_images(rows, "image", resolution, progress=False)).to(device)
     g = torch.Generator().manual_seed(0)
@@ -265,7 +266,7 @@ def build_bare_step(train, args, data: Path, device: torch.device):
 
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            pred = unet(x0 + noise, t, **inputs, return_dict=False)[0]
+            pred = forward(x0 + noise, t, **inputs, return_dict=False)[0]
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
         (scaler.scale(loss) if scaler else loss).backward()
         scaler.step(optimizer) if scaler else optimizer.step()
@@ -344,6 +345,9 @@ def loop_main(argv: list[str]) -> None:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-phase breakdown")
     parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the UNet in the script and in the bare step"
+    )
+    parser.add_argument(
         "--script", type=Path, default=REPO / "training" / "train_glyph_diffusion.py",
         help="the training script to measure (e.g. an older version, `git show REV:training/...`, for an A/B)",
     )
@@ -370,13 +374,14 @@ def loop_main(argv: list[str]) -> None:
     work.mkdir(parents=True, exist_ok=True)
     runs = Path(tempfile.mkdtemp(dir=work, prefix="runs-"))  # fresh output folders; the data and cache are reused
     run_script(train, script_argv(args, data, work, runs / "warm-up", 1), use_cpu)  # text-embedding cache, imports
-    script_times, bare_times, busy = [], [], []
+    script_times, bare_times, busy, compile_seconds = [], [], [], []
     for r in range(args.rounds):
         short = run_script(train, script_argv(args, data, work, runs / f"r{r}-short", n), use_cpu)
         with GpuUtilisation(enabled=not use_cpu) as util:
             long = run_script(train, script_argv(args, data, work, runs / f"r{r}-long", n3), use_cpu)
         busy += util.samples
         script_times.append((long["train_seconds"] - short["train_seconds"]) / (n3 - n))
+        compile_seconds += [run["warm_up"].get("compile_seconds") for run in (short, long)]
         step = build_bare_step(train, args, data, device)
         bare_times.append((timed(step, n3, device) - timed(step, n, device)) / (n3 - n))
     script_step, bare_step = statistics.median(script_times), statistics.median(bare_times)
@@ -388,6 +393,8 @@ def loop_main(argv: list[str]) -> None:
     print(f"{'bare forward+backward+AdamW':<34}{bare_step * 1e3:>10.2f}{args.batch / bare_step:>12.1f}")
     print(f"loop overhead: {script_step / bare_step:.2f}x  (rounds: "
           + ", ".join(f"{a / b:.2f}" for a, b in zip(script_times, bare_times)) + ")")  # fmt: skip
+    if args.compile:
+        print(f"--compile warm-up per script run (not in its step time), seconds: {compile_seconds}")
     if busy:
         print(f"GPU utilisation during the script's runs (nvidia-smi, 5 Hz; set-up included): mean "
               f"{statistics.mean(busy):.0f} %, median {statistics.median(busy):.0f} % of {len(busy)} samples")

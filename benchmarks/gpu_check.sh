@@ -8,6 +8,7 @@
 #      checkpoint-50, resume, weights compared with an uninterrupted run);
 #   2. benchmarks/bench_training.py loop for tiny-32, glyffuser-64 and glyffuser-128 (samples/s, the loop
 #      overhead against a bare forward+backward+AdamW step, GPU utilisation, host time per phase);
+#   2b. the same for tiny-32 with --compile (torch.compile; its warm-up time reported);
 #   3. bench_training.py ema: the EMA update as a Python loop against foreach (the script's on a GPU).
 # Everything is printed and written to OUT (default gpu-check/). Tested on CPU with DEVICE=cpu (tiny sizes):
 #   DEVICE=cpu DATA=data/glyphs-32 bash benchmarks/gpu_check.sh /tmp/gpu-check
@@ -37,6 +38,12 @@ for spec in $PRESETS; do
     --mixed-precision "$MP" --dataset "$DATA" --chars 4096 --steps "$LOOP_STEPS" --rounds "$ROUNDS" \
     --work "$OUT/loop-work" 2>&1 | grep -v "^USDT\|Saving the dataset" | tee -a "$OUT/loop.txt" || status=1
 done
+if [ "$DEVICE" = cuda ]; then
+  echo "== 2b. training loop: tiny-32, batch 256, $MP, --compile (warm-up reported)" | tee -a "$OUT/loop.txt"
+  timeout 150 "$PY" benchmarks/bench_training.py loop --preset tiny-32 --batch 256 --device cuda --compile \
+    --mixed-precision "$MP" --dataset "$DATA" --chars 4096 --steps "$LOOP_STEPS" --rounds 1 --no-profile \
+    --work "$OUT/loop-work" 2>&1 | grep -v "^USDT\|Saving the dataset" | tee -a "$OUT/loop.txt" || status=1
+fi
 echo "== 3. EMA update: per-parameter loop vs foreach ($DEVICE)" | tee "$OUT/ema.txt"
 timeout 60 "$PY" benchmarks/bench_training.py ema --device "$DEVICE" --preset $EMA_PRESETS 2>&1 \
   | grep -v "^\[transformers\]" | tee -a "$OUT/ema.txt" || status=1

@@ -4,8 +4,10 @@ The base pipeline and the same pipeline with the LoRA at each `--scales` value a
 on the same held-out prompts and seeds (the test split of the typeface's dataset, characters neither model
 trained on): the share of samples the typeface judge reads as `--typeface`, radical adherence (held-out
 prompts and the article's probe words), FGD/KID against the typeface's real held-out glyphs, and the copy
-rate against the LoRA's training glyphs (the dataset's train split). Also checks that scale 0 draws the base
-model's glyphs bit for bit, and writes the article's prompts drawn by both (`--grid`).
+rate against the LoRA's training glyphs (the dataset's train split). `--starts` adds the LoRA at scale 1
+switched on only after that share of the steps (`lora_start`: the base model lays the glyph out, the LoRA draws
+the strokes). Also checks that scale 0 draws the base model's glyphs bit for bit, and writes the article's
+prompts drawn by both (`--grid`, the LoRA at scale 1 and `--grid-start`).
 
     python benchmarks/lora_typeface.py --model pretrained/tiny-32 --lora pretrained/tiny-32-kai-lora \
         --dataset data/ukai-32 --judge artifacts/judge-32 --typeface-judge artifacts/typeface-judge-32 \
@@ -29,6 +31,7 @@ from glyph_pipeline.figures import generate_grid
 from glyph_pipeline.judge import load_judge
 from glyph_pipeline.lora import apply_lora
 from glyph_pipeline.metrics import evaluate_pipeline, load_glyph_pipeline
+from glyph_pipeline.pretrained import CallDefaults
 from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 from glyph_pipeline.typeface import load_typeface_judge
 
@@ -67,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="base pipeline folder or Hub repo")
     parser.add_argument("--lora", required=True, help="LoRA folder, file or Hub repo")
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.5, 1.0], help="LoRA scales scored")
+    parser.add_argument("--scales", type=float, nargs="*", default=[0.5, 1.0], help="LoRA scales scored")
+    parser.add_argument(
+        "--starts", type=float, nargs="*", default=[], help="lora_start values scored (LoRA at scale 1)"
+    )
+    parser.add_argument("--grid-start", type=float, default=0.0, help="lora_start of the grid's LoRA panel")
     parser.add_argument(
         "--dataset", required=True, help="the typeface's glyph dataset (test: held out; train: the LoRA's glyphs)"
     )
@@ -94,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"  [{time.perf_counter() - t0:6.0f}s] {msg}", file=sys.stderr, flush=True)
 
-    def score(name: str) -> dict:
+    def score(name: str, lora_start: float = 0.0) -> dict:
         log(f"scoring {name}")
         result = evaluate_pipeline(
-            pipe, judge, args.dataset, num_samples=args.num_samples, num_inference_steps=args.steps,
+            CallDefaults(pipe, lora_start=lora_start) if lora_start else pipe, judge, args.dataset,
+            num_samples=args.num_samples, num_inference_steps=args.steps,
             guidance_scale=args.guidance, probe_samples=args.probe_samples,
             train_prompt_samples=args.train_prompt_samples, typeface=args.typeface, typeface_judge=typeface_judge,
         )
@@ -113,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     for scale in args.scales:
         pipe.set_adapters([ADAPTER], [scale])
         results[f"lora@{scale:g}"] = score(f"LoRA at scale {scale:g}")
+    pipe.set_adapters([ADAPTER], [1.0])
+    for start in args.starts:
+        results[f"lora@1 start {start:g}"] = score(f"LoRA at scale 1 from {start:.0%} of the steps", start)
     if args.grid:
-        pipe.set_adapters([ADAPTER], [1.0])
-        lora_grid = generate_grid(pipe, ARTICLE_PROMPTS, num_images=4, title=f"+ LoRA {Path(args.lora).name}")
+        title = f"+ LoRA {Path(args.lora).name}" + (f", lora_start {args.grid_start:g}" if args.grid_start else "")
+        grid_pipe = CallDefaults(pipe, lora_start=args.grid_start) if args.grid_start else pipe
+        lora_grid = generate_grid(grid_pipe, ARTICLE_PROMPTS, num_images=4, title=title)
         args.grid.parent.mkdir(parents=True, exist_ok=True)
         side_by_side(base_grid, lora_grid).save(args.grid)
 
@@ -126,19 +138,19 @@ def main(argv: list[str] | None = None) -> int:
         f"model trained on), {args.steps} steps, guidance {args.guidance:g}; same prompts and seeds in every row.\n"
     )
     header = (
-        f"{'model':<16}{'read as ' + args.typeface:>13}{'held-out adh.':>15}{'× base':>8}{'probes':>8}{'× base':>8}"
+        f"{'model':<20}{'read as ' + args.typeface:>13}{'held-out adh.':>15}{'× base':>8}{'probes':>8}{'× base':>8}"
         f"{'FGD':>8}{'copy rate':>11}{'mean px':>9}"
     )
     print(header)
     for row in rows:
         print(
-            f"{row['model']:<16}{row['typeface_share']:>13.3f}{row['held_out_adherence']:>15.3f}"
+            f"{row['model']:<20}{row['typeface_share']:>13.3f}{row['held_out_adherence']:>15.3f}"
             f"{row['held_out_adherence'] / base['held_out_adherence']:>8.2f}{row['probe_adherence']:>8.3f}"
             f"{row['probe_adherence'] / base['probe_adherence']:>8.2f}{row['fgd']:>8.2f}{row['copy_rate']:>11.3f}"
             f"{row['mean_pixel']:>9.3f}"
         )
     print(
-        f"{'real glyphs':<16}{base['real_typeface_share']:>13.3f}{results['base']['judge_accuracy_real']:>15.3f}"
+        f"{'real glyphs':<20}{base['real_typeface_share']:>13.3f}{results['base']['judge_accuracy_real']:>15.3f}"
         f"{'':>8}{'':>8}{'':>8}{'':>8}{'':>11}{base['real_mean_pixel']:>9.3f}"
     )
     print(f"\nscale 0 draws the base model's glyphs bit for bit: {scale0_exact}")

@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from .demo import ARTICLE_PROMPTS
+from .pretrained import SHIPPED_KAI_LORA_START, CallDefaults
 
 if TYPE_CHECKING:
     import torch
@@ -375,25 +376,6 @@ def expected_radicals(prompt: str) -> dict[str, int]:
     return {w: PROBES[w] for w in dict.fromkeys(words) if w in PROBES}
 
 
-class _CallDefaults:
-    """A pipeline that adds the request's `negative_prompt` and LoRA scale to every call: the figures' functions
-    call `pipe(prompt, ...)` without them. Everything else (reading or swapping `scheduler`, `unet`...) goes to the
-    wrapped pipeline."""
-
-    def __init__(self, pipe: GlyphDiffusionPipeline, **defaults: Any):
-        object.__setattr__(self, "_pipe", pipe)
-        object.__setattr__(self, "_defaults", {k: v for k, v in defaults.items() if v is not None})
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._pipe(*args, **{**self._defaults, **kwargs})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pipe, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._pipe, name, value)
-
-
 def _prune_animations(folder: Path, max_age_s: float = ANIMATION_MAX_AGE_S) -> None:
     now = time.time()
     for old in folder.glob("*.gif"):
@@ -417,8 +399,10 @@ class GlyphApp:
         model_name: str = "model",
         notes: Sequence[str] = (),
         lora_typeface: str | None = None,
+        lora_start: float = 0.0,
     ):
-        """`lora_typeface`: the name of the typeface LoRA loaded into `pipe` (offered beside the base model)."""
+        """`lora_typeface`: the name of the typeface LoRA loaded into `pipe` (offered beside the base model), drawn
+        with `lora_start` of the steps (the first ones) left to the base model."""
         self.pipe = pipe
         self.judge = judge
         self.real = real
@@ -426,6 +410,7 @@ class GlyphApp:
         self.model_name = model_name
         self.notes = list(notes)
         self.typefaces = (BASE_TYPEFACE, lora_typeface) if lora_typeface else ()
+        self.lora_start = lora_start
 
     @classmethod
     def load(
@@ -436,16 +421,25 @@ class GlyphApp:
         device: str | None = None,
         limits: dict[str, int | None] | None = None,
         lora: str | os.PathLike | None = None,
+        lora_start: float | None = None,
     ) -> GlyphApp:
         """Load the model (default: the shipped one, with its Kai-brush LoRA), a typeface LoRA, the judge and the
         training glyphs (built once if needed). A missing model or a `lora` that does not load is an error; a
-        missing judge or dataset only disables its panel (see `notes`)."""
+        missing judge or dataset only disables its panel (see `notes`). `lora_start` (default: the shipped LoRA's
+        recommended value for it, else 0): the share of the steps drawn by the base model before the LoRA."""
         from .lora import lora_typeface
         from .pretrained import SHIPPED_KAI_LORA, load_glyph_pipeline, resolve_model
 
         source = resolve_model(model)
         if lora is None and model is None and SHIPPED_KAI_LORA.is_dir():
             lora = SHIPPED_KAI_LORA
+        if lora_start is None:
+            shipped = lora is not None and Path(lora).resolve() == SHIPPED_KAI_LORA.resolve()
+            lora_start = SHIPPED_KAI_LORA_START if shipped else 0.0
+        if lora is None and lora_start:
+            raise ValueError("--lora-start needs a LoRA (--lora DIR, or the shipped model's default one).")
+        if not 0.0 <= lora_start < 1.0:
+            raise ValueError(f"--lora-start must be a fraction of the steps in [0, 1), got {lora_start}.")
         pipe = load_glyph_pipeline(source, None, device, lora=lora)
         typeface = None
         if lora is not None:
@@ -466,7 +460,8 @@ class GlyphApp:
             notes.append(f"No nearest real glyphs: {err}")
         limits = Limits.for_device(pipe.device.type, **(limits or {}))
         return cls(
-            pipe, loaded_judge, real, limits, model_name=os.fspath(source), notes=notes, lora_typeface=typeface
+            pipe, loaded_judge, real, limits, model_name=os.fspath(source), notes=notes, lora_typeface=typeface,
+            lora_start=lora_start,
         )
 
     # -------------------------------------------------------------------------------------------------
@@ -502,7 +497,10 @@ class GlyphApp:
         start = time.perf_counter()
         pipe = self.request_pipeline(request.sampler)
         scale = None if request.lora_scale is None else {"scale": request.lora_scale}
-        figure_pipe = _CallDefaults(pipe, negative_prompt=request.negative_prompt, cross_attention_kwargs=scale)
+        figure_pipe = CallDefaults(
+            pipe, negative_prompt=request.negative_prompt, cross_attention_kwargs=scale,
+            lora_start=self.lora_start if request.lora_scale else None,
+        )
         jobs = request.jobs
         sampling = f"Sampling {len(jobs)} glyph{'s' * (len(jobs) > 1)}"
         stage(0.0, sampling)
@@ -797,6 +795,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--lora", help="typeface LoRA offered beside the base model (default: the shipped Kai-brush LoRA of the "
         "shipped model)",
     )
+    parser.add_argument(
+        "--lora-start", type=float, help="share of the steps drawn by the base model before the LoRA takes over "
+        f"(default: {SHIPPED_KAI_LORA_START} for the shipped LoRA, else 0)",
+    )
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--max-images", type=int, help="glyphs per run (default: 16 on CPU, 64 on a GPU)")
     parser.add_argument("--max-steps", type=int, help=f"steps per run (default: {Limits.max_steps})")
@@ -815,7 +817,7 @@ def run(args: argparse.Namespace) -> int:
         app = GlyphApp.load(
             args.model, args.dataset, args.judge, args.device,
             limits={"max_images": args.max_images, "max_steps": args.max_steps, "max_queue": args.max_queue},
-            lora=args.lora,
+            lora=args.lora, lora_start=args.lora_start,
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"glyffuser app: error: {err}", file=sys.stderr)

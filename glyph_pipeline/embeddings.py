@@ -19,11 +19,11 @@ Writes are atomic (temporary file + rename), so a killed run never leaves a trun
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def default_cache_dir() -> Path:
     return Path(root) / "text-embeddings"
 
 
-@dataclass
+@dataclasses.dataclass
 class TextEmbeddingCache:
     """Embeddings of the distinct texts plus the map from dataset rows to them."""
 
@@ -61,6 +61,17 @@ class TextEmbeddingCache:
     def __iter__(self):
         # `embeds, masks, row_to_unique = cache` works like a plain tuple.
         return iter((self.embeds, self.masks, self.row_to_unique))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.embeds, self.masks, self.row_to_unique))
+
+    def to(self, device: torch.device | str) -> TextEmbeddingCache:
+        """The same cache with its tensors on `device` (lookups then gather there)."""
+        return dataclasses.replace(
+            self, embeds=self.embeds.to(device), masks=self.masks.to(device),
+            row_to_unique=self.row_to_unique.to(device),
+        )
 
     def lookup(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeds, mask) for a batch of dataset row indices."""

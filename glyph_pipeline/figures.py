@@ -901,7 +901,7 @@ def run_generate(args: argparse.Namespace) -> int:
     check_positive("--cell-size", args.cell_size, 8)
     check_guidance(args.guidance)
     check_scheduler_name(args.scheduler)
-    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale)
+    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale, args.lora_start)
     grid = generate_grid(
         pipe, prompts, args.num_images, args.steps, args.guidance, args.seed, args.cell_size, args.cols
     )
@@ -935,7 +935,7 @@ def run_animate(args: argparse.Namespace) -> int:
     if args.fps <= 0:
         raise FigureError(f"--fps must be > 0, got {args.fps}.")
     check_scheduler_name(args.scheduler)
-    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale)
+    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale, args.lora_start)
     frames = denoising_frames(pipe, args.prompt, args.steps, args.guidance, args.seed, args.frame_size)
     save_animation(frames, output, args.fps, args.hold_last)
     print(f"wrote {output} ({len(frames)} frames of {frames[0].width}x{frames[0].height})")
@@ -965,7 +965,7 @@ def run_steps_grid(args: argparse.Namespace) -> int:
         check_positive("--steps-list entries", n)
     check_positive("--cell-size", args.cell_size, 8)
     check_guidance(args.guidance)
-    pipe = load_glyph_pipeline(args.model, None, args.device, args.lora, args.lora_scale)
+    pipe = load_glyph_pipeline(args.model, None, args.device, args.lora, args.lora_scale, args.lora_start)
     result = steps_grid(pipe, args.prompt, steps_list, args.scheduler, args.guidance, args.seed, args.cell_size)
     for name, n, why in result.skipped:
         print(f"glyffuser steps-grid: skipped {name} with {n} step(s): {why}", file=sys.stderr)
@@ -1038,7 +1038,7 @@ def run_single_step(args: argparse.Namespace) -> int:
     if not seeds:
         raise FigureError("--seeds is empty; e.g. --seeds 0 1 2 3.")
     check_scheduler_name(args.scheduler)
-    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale)
+    pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale, args.lora_start)
     grid = single_step_grid(pipe, args.prompt, seeds, args.guidance, args.cell_size, args.compare_steps)
     print(f"wrote {save_image(grid, output)} ({grid.width}x{grid.height})")
     return 0

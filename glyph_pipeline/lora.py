@@ -120,10 +120,15 @@ def apply_lora(pipe, source: str | os.PathLike, scale: float = 1.0, adapter_name
 
 
 def add_lora_args(parser: argparse.ArgumentParser) -> None:
-    """`--lora` / `--lora-scale`, shared by every command that samples."""
+    """`--lora` / `--lora-scale` / `--lora-start`, shared by every command that samples."""
     parser.add_argument("--lora", help="LoRA to apply (folder, .safetensors file or Hub repo), e.g. a typeface")
     parser.add_argument(
         "--lora-scale", type=float, default=1.0, help="LoRA strength: 0 = the base model, 1 = as trained (default)"
+    )
+    parser.add_argument(
+        "--lora-start", type=float, default=0.0,
+        help="share of the steps (the first, noisiest) drawn without the LoRA: the base model lays the glyph out, "
+        "the LoRA draws its strokes (default 0; 0.3 for the shipped Kai LoRA keeps more of the meaning)",
     )
 
 

@@ -856,7 +856,9 @@ def run(args: argparse.Namespace) -> int:
             raise GlyphMetricsError("--typeface needs --typeface-judge DIR (`glyffuser train-typeface-judge`).")
         judge = load_judge(args.judge)  # fail fast, before loading the model
         # on the CPU, like the judge
-        pipe = load_glyph_pipeline(args.model, device="cpu", lora=args.lora, lora_scale=args.lora_scale)
+        pipe = load_glyph_pipeline(
+            args.model, device="cpu", lora=args.lora, lora_scale=args.lora_scale, lora_start=args.lora_start
+        )
         pipe.set_progress_bar_config(disable=True)
         result = evaluate_pipeline(
             pipe,
@@ -882,7 +884,7 @@ def run(args: argparse.Namespace) -> int:
         result["judge"].update(path=str(args.judge), held_out_accuracy=saved.get("held_out_accuracy"))
         result["model"] = str(args.model)
         if args.lora:
-            result["lora"] = {"path": str(args.lora), "scale": args.lora_scale}
+            result["lora"] = {"path": str(args.lora), "scale": args.lora_scale, "start": args.lora_start}
         result["dataset"] = str(args.dataset)
     except (GlyphMetricsError, GlyphJudgeError, NotAPipelineError, FileNotFoundError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

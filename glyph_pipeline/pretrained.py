@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "tiny-32"
 # A LoRA of the shipped model that draws in AR PL UKai's brush (Kai) style.
 SHIPPED_KAI_LORA = SHIPPED_MODEL.with_name("tiny-32-kai-lora")
+# The share of the steps the shipped Kai LoRA is best switched off for (`lora_start`): the base model lays out
+# the glyph, the LoRA draws the strokes (docs/results.md, "A typeface LoRA").
+SHIPPED_KAI_LORA_START = 0.3
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -69,16 +72,37 @@ def check_model(model: str | os.PathLike) -> str:
     return text
 
 
+class CallDefaults:
+    """A pipeline that adds keyword arguments to every call (the app's negative prompt and LoRA scale, the CLI's
+    `lora_start`): the figures' functions call `pipe(prompt, ...)` without them. Everything else (reading or
+    swapping `scheduler`, `unet`...) goes to the wrapped pipeline."""
+
+    def __init__(self, pipe: GlyphDiffusionPipeline, **defaults: Any):
+        object.__setattr__(self, "_pipe", pipe)
+        object.__setattr__(self, "_defaults", {k: v for k, v in defaults.items() if v is not None})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._pipe(*args, **{**self._defaults, **kwargs})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._pipe, name, value)
+
+
 def load_glyph_pipeline(
     model: str | os.PathLike | None = None,
     scheduler: str | None = None,
     device: str | None = None,
     lora: str | os.PathLike | None = None,
     lora_scale: float = 1.0,
+    lora_start: float = 0.0,
 ) -> GlyphDiffusionPipeline:
     """Load a saved or pushed glyph pipeline (default: the shipped one) with our installed class, so no remote
     code runs; optionally swap in sampler `scheduler` (a `SCHEDULERS` name) on the model's noise schedule and
-    apply a LoRA (`lora`: folder, file or Hub repo) at strength `lora_scale`.
+    apply a LoRA (`lora`: folder, file or Hub repo) at strength `lora_scale`, switched on after the first
+    `lora_start` of the steps of every call (then the pipeline comes wrapped in `CallDefaults`).
 
     Weights load in float32 (also the shipped UNet, stored in fp16) on `device`, by default CUDA if available.
     """
@@ -87,8 +111,11 @@ def load_glyph_pipeline(
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
     from .schedulers import sampling_scheduler
 
-    if lora is None and lora_scale != 1.0:
-        raise ValueError("--lora-scale needs --lora (the adapter to scale), e.g. --lora pretrained/tiny-32-kai-lora.")
+    if lora is None and (lora_scale != 1.0 or lora_start):
+        flag = "--lora-scale" if lora_scale != 1.0 else "--lora-start"
+        raise ValueError(f"{flag} needs --lora (the adapter it applies to), e.g. --lora pretrained/tiny-32-kai-lora.")
+    if not 0.0 <= lora_start < 1.0:
+        raise ValueError(f"--lora-start must be a fraction of the steps in [0, 1), got {lora_start}.")
     source = check_model(resolve_model(model))
     if scheduler is not None:
         sampling_scheduler(scheduler)  # an unknown name fails here, before the weights load
@@ -107,7 +134,7 @@ def load_glyph_pipeline(
         apply_lora(pipe, lora, lora_scale)
     pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.set_progress_bar_config(leave=False)
-    return pipe
+    return CallDefaults(pipe, lora_start=lora_start) if lora_start else pipe
 
 
 def export_slim(

@@ -96,6 +96,12 @@ def make_lora_card(
         if typeface:
             rows.insert(2, ("Typeface", typeface))
     metric_rows, metrics_note = _metric_rows(metrics)
+    # The evaluation's LoRA settings (`glyffuser evaluate --lora-scale/--lora-start`): the ones the card recommends.
+    scored = (metrics or {}).get("lora") if isinstance((metrics or {}).get("lora"), Mapping) else {}
+    lora_start = scored.get("start") or None
+    if metric_rows and scored:
+        setting = f"scale {scored.get('scale', 1):g}" + (f", `lora_start={lora_start:g}`" if lora_start else "")
+        metrics_note = f"{metrics_note or ''} The adapter was scored at {setting}.".strip()
     card_data = ModelCardData(
         library_name="diffusers",
         pipeline_tag="text-to-image",
@@ -123,4 +129,5 @@ def make_lora_card(
         training_notes=[_cell(n) for n in tc.get("notes") or [] if isinstance(n, str)],
         metric_rows=metric_rows,
         metrics_note=metrics_note,
+        lora_start=lora_start,
     )

@@ -101,6 +101,41 @@ def test_load_lora_weights_scale_fuse_unfuse(lora_run, saved_pipeline_dir):
     assert np.array_equal(sample(pipe), base)
 
 
+def test_lora_start_leaves_the_first_steps_to_the_base_model(lora_run, saved_pipeline_dir):
+    """`lora_start=0.5` of 4 steps: steps 1-2 by the base model, 3-4 with the LoRA — the same images as switching
+    the LoRA's scale from 0 to 1 after step 2 by a callback; afterwards the LoRA is on again, gradients flags as
+    before. Bad values and states are refused with the fix."""
+    out, _ = lora_run
+    pipe = GlyphDiffusionPipeline.from_pretrained(saved_pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    with pytest.raises(ValueError, match="none is loaded: call `pipe.load_lora_weights"):
+        sample(pipe, lora_start=0.5)
+    pipe.load_lora_weights(out, adapter_name="kai")
+    flags = [p.requires_grad for p in pipe.unet.parameters()]
+
+    def run(**kwargs):
+        generator = torch.Generator().manual_seed(0)
+        return pipe(PROMPTS, num_inference_steps=4, generator=generator, output_type="np", **kwargs).images
+
+    def switch_on_after_two(p, i, t, tensors):
+        if i == 1:
+            p._cross_attention_kwargs = {"scale": 1.0}
+        return {}
+
+    late = run(lora_start=0.5)
+    expected = run(cross_attention_kwargs={"scale": 0.0}, callback_on_step_end=switch_on_after_two)
+    full, base = run(), run(cross_attention_kwargs={"scale": 0.0})
+    assert np.array_equal(late, expected)
+    assert not np.array_equal(late, full) and not np.array_equal(late, base)
+    assert np.array_equal(run(), full)  # the LoRA is on again after the call
+    assert [p.requires_grad for p in pipe.unet.parameters()] == flags
+    with pytest.raises(ValueError, match=r"`lora_start` must be a fraction of the steps in \[0, 1\), got 1.0"):
+        run(lora_start=1.0)
+    pipe.fuse_lora()
+    with pytest.raises(ValueError, match=r"fused into the UNet: call `pipe.unfuse_lora\(\)` first"):
+        run(lora_start=0.5)
+
+
 def test_remote_code_pipeline_loads_the_lora(lora_run, saved_pipeline_dir):
     """Plain diffusers with the saved folder's own pipeline file (as from the Hub): the same API works."""
     from diffusers import DiffusionPipeline
@@ -169,12 +204,16 @@ def test_cli_lora_and_scale(lora_run, saved_pipeline_dir, tmp_path):
         "base": generate("-o", str(tmp_path / "base.png")),
         "lora": generate("--lora", str(out), "-o", str(tmp_path / "lora.png")),
         "zero": generate("--lora", str(out / LORA_WEIGHT_NAME), "--lora-scale", "0", "-o", str(tmp_path / "zero.png")),
+        "late": generate("--lora", str(out), "--lora-start", "0.5", "-o", str(tmp_path / "late.png")),
     }
     assert all(r.returncode == 0 for r in runs.values()), {k: r.stderr[-800:] for k, r in runs.items()}
     png = {k: (tmp_path / f"{k}.png").read_bytes() for k in runs}
     assert png["zero"] == png["base"] and png["lora"] != png["base"]
+    assert png["late"] not in (png["base"], png["lora"])
     bad = generate("--lora-scale", "0.5", "-o", str(tmp_path / "bad.png"))
     assert bad.returncode == 2 and "--lora-scale needs --lora" in bad.stderr and not (tmp_path / "bad.png").exists()
+    bad = generate("--lora-start", "0.3", "-o", str(tmp_path / "bad.png"))
+    assert bad.returncode == 2 and "--lora-start needs --lora" in bad.stderr and not (tmp_path / "bad.png").exists()
 
 
 def test_lora_training_refuses_bad_settings(tmp_path, saved_pipeline_dir):
@@ -265,18 +304,24 @@ def test_export_writes_a_lora_folder_with_its_card(lora_run, tmp_path, capsys):
 
     out, _ = lora_run
     dest = tmp_path / "kai-lora"
+    metrics = tmp_path / "metrics.json"  # as `glyffuser evaluate --lora ... --lora-start 0.3` writes them
+    lora = {"path": str(out), "scale": 1.0, "start": 0.3}
+    metrics.write_text(json.dumps({"fgd": 20.0, "adherence": 0.3, "lora": lora}))
     code = cli_main([
         "export", str(out), "--out", str(dest), "--repo-id", "glyffuser/tiny-32-kai-lora",
-        "--base-model", "glyffuser/tiny-32", "--note", "Trained on two CPU cores.",
+        "--base-model", "glyffuser/tiny-32", "--note", "Trained on two CPU cores.", "--metrics", str(metrics),
     ])
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in dest.iterdir()) == [
-        "README.md", LORA_WEIGHT_NAME, "samples.png", "training_config.json"
+        "README.md", "metrics.json", LORA_WEIGHT_NAME, "samples.png", "training_config.json"
     ]
     assert (dest / LORA_WEIGHT_NAME).read_bytes() == (out / LORA_WEIGHT_NAME).read_bytes()
     card = (dest / "README.md").read_text()
     assert "base_model: glyffuser/tiny-32" in card and 'from_pretrained("glyffuser/tiny-32")' in card
     assert 'load_lora_weights("glyffuser/tiny-32-kai-lora"' in card and "- Trained on two CPU cores." in card
+    # the evaluated setting is the one the card recommends
+    assert 'pipe("gold; metal", lora_start=0.3)' in card and "--lora-start 0.3" in card
+    assert "scored at scale 1, `lora_start=0.3`" in card
     record = json.loads((dest / "training_config.json").read_text())
     assert record["notes"] == ["Trained on two CPU cores."] and str(tmp_path) not in json.dumps(record)
     # the default --out is the shipped base model: a LoRA never replaces it

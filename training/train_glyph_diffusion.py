@@ -200,6 +200,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     diffusion = parser.add_argument_group("diffusion")
     diffusion.add_argument("--num_train_timesteps", type=int, default=None, help="default: 1000")
     diffusion.add_argument(
+        "--max_timestep", type=int, default=None,
+        help="train on timesteps t < N only (the lower noise levels). For a typeface LoRA used with a "
+        "`lora_start`: at lora_start 0.3 of 20 DPM-Solver++ steps the LoRA runs at t <= 699 only, so 700 spends "
+        "all its training there (default: every timestep)",
+    )
+    diffusion.add_argument(
         "--beta_schedule", default=None, choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
         help="default: squaredcos_cap_v2 (cosine, terminal SNR ~ 0; the original used linear)",
     )
@@ -243,6 +249,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--ema_decay", type=float, default=0.9999)
     optim.add_argument("--seed", type=int, default=0, help="seeds init, data order, noise; runs are reproducible")
     optim.add_argument("--dataloader_num_workers", type=int, default=0)
+    optim.add_argument(
+        "--loss_sync_steps", type=int, default=25,
+        help="read the loss on the host (NaN guard, logs, progress bar) every N steps and before every checkpoint "
+        "and validation; one host sync per step leaves a GPU waiting",
+    )
+    optim.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the UNet (the warm-up time is reported; if compilation fails the run says why and "
+        "continues uncompiled)",
+    )
 
     ckpt = parser.add_argument_group("checkpoints")
     ckpt.add_argument(
@@ -327,14 +343,15 @@ def debug_hooks(environ: Mapping[str, str] = os.environ) -> DebugHooks:
 
 def check_numbers(args: argparse.Namespace) -> None:
     positive = [
-        "train_batch_size", "num_train_epochs", "learning_rate", "gradient_accumulation_steps",
+        "train_batch_size", "num_train_epochs", "learning_rate", "gradient_accumulation_steps", "loss_sync_steps",
         "num_validation_images", "validation_inference_steps", "text_encoder_batch_size", "eval_inference_steps",
     ]
     for name in positive:
         if getattr(args, name) <= 0:
             raise TrainingSetupError(f"--{name} must be > 0, got {getattr(args, name)}.")
     for name in (
-        "max_train_steps", "max_train_samples", "max_text_length", "num_train_timesteps", "checkpoints_total_limit"
+        "max_train_steps", "max_train_samples", "max_text_length", "num_train_timesteps", "checkpoints_total_limit",
+        "max_timestep",
     ):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -702,16 +719,17 @@ def decode_images(dataset, column: str, resolution: int, progress: bool) -> torc
 
 
 class GlyphRows(torch.utils.data.Dataset):
-    """Row i -> {"pixel_values": (1, H, W) uint8, "row": i}. Text embeddings are looked up by row."""
+    """Row i -> i. The loader yields row indices only: images and text embeddings are gathered from whole
+    tensors by row, on the device when they fit there (no per-item collation, no host copy per step)."""
 
-    def __init__(self, images: torch.Tensor):
-        self.images = images
+    def __init__(self, num_rows: int):
+        self.num_rows = num_rows
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self.num_rows
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"pixel_values": self.images[i], "row": i}
+    def __getitem__(self, i: int) -> int:
+        return i
 
 
 class EpochPermutationSampler(torch.utils.data.Sampler):
@@ -732,10 +750,28 @@ class EpochPermutationSampler(torch.utils.data.Sampler):
         return self.num_rows
 
 
-def batch_generator(seed: int, epoch: int, batch_index: int, process_index: int) -> torch.Generator:
-    """The generator for one batch's noise, timesteps and dropout: a pure function of where we are."""
+def batch_generator(
+    seed: int, epoch: int, batch_index: int, process_index: int, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """The generator for one batch's noise, timesteps and dropout: a pure function of where we are.
+
+    It lives on the training device, so the noise is drawn there (a 128 px batch of 256 is 16 MB a step that
+    would otherwise be drawn by the CPU and copied); CPU and CUDA streams differ, each is reproducible.
+    """
     state = np.random.SeedSequence([seed, epoch, batch_index, process_index]).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+def data_fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether the training data (uint8 images + text embeddings) can live on `device` for the whole run: on a
+    CUDA device when it takes at most a quarter of the free memory (the model, its optimiser state and the
+    activations need the rest); the CPU holds it anyway; other devices keep it on the host."""
+    if device.type == "cpu":
+        return True
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= free // 4
 
 
 def to_model_pixels(pixels_u8: torch.Tensor) -> torch.Tensor:
@@ -744,15 +780,16 @@ def to_model_pixels(pixels_u8: torch.Tensor) -> torch.Tensor:
 
 
 def draw_training_inputs(x0, text, mask, empty_embeds, empty_mask, num_timesteps: int, cond_dropout: float, generator):
-    """Noise, timesteps and condition dropout for one batch, all from `generator` (drawn on CPU, then moved).
+    """Noise, timesteps and condition dropout for one batch, all from `generator` (on its device, then moved to
+    the batch's if they differ).
 
     A dropped sample gets the empty prompt's embedding AND attention mask: exactly the unconditional input
     the pipeline feeds the UNet for classifier-free guidance.
     """
-    bsz, device = x0.shape[0], x0.device
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    timesteps = torch.randint(0, num_timesteps, (bsz,), generator=generator).to(device)
-    drop = (torch.rand(bsz, generator=generator) < cond_dropout).to(device)
+    bsz, device, on = x0.shape[0], x0.device, generator.device
+    noise = torch.randn(x0.shape, generator=generator, device=on).to(device)
+    timesteps = torch.randint(0, num_timesteps, (bsz,), generator=generator, device=on).to(device)
+    drop = (torch.rand(bsz, generator=generator, device=on) < cond_dropout).to(device)
     text = torch.where(drop[:, None, None], empty_embeds.to(text.device, text.dtype), text)
     mask = torch.where(drop[:, None], empty_mask.to(mask.device, mask.dtype), mask)
     return noise, timesteps, text, mask
@@ -778,7 +815,7 @@ class TrainingProgress:
         self.prior_epochs = 0.0
 
     def record(self, loss: float) -> None:
-        self.global_step += 1
+        """One step's loss (`global_step` counts steps as they happen; losses are read later, in order)."""
         if len(self.first_losses) < 10:
             self.first_losses.append(loss)
         self.recent_losses.append(loss)
@@ -816,6 +853,40 @@ class TrainingProgress:
         spent = training_compute(record)  # older records counted GPU time as CPU time
         self.thread_seconds, self.gpu_seconds = spent["thread_seconds"], spent["gpu_seconds"]
         self.samples_seen = int(record.get("samples_seen") or 0)
+
+
+class LossWatch:
+    """The NaN guard and the loss log without a host sync per step.
+
+    Each step's loss stays on the device; `read()` copies the pending ones to the host in one transfer (every
+    `--loss_sync_steps` steps and before any checkpoint, validation or final save, so a diverged run still
+    stops before it writes anything) and raises `TrainingDiverged` at the first non-finite one.
+    """
+
+    def __init__(self, every: int):
+        self.every = every
+        self.pending: list[tuple[int, int, int, torch.Tensor, float]] = []  # (step, epoch, batch, loss, lr)
+
+    def add(self, step: int, epoch: int, batch_index: int, loss: torch.Tensor, lr: float) -> bool:
+        """Queue one step's loss; True when it is time to read."""
+        self.pending.append((step, epoch, batch_index, loss.detach().reshape(()), lr))
+        return len(self.pending) >= self.every
+
+    def read(self, last_checkpoint: Path | None) -> list[tuple[int, float, float]]:
+        """[(step, loss, lr)] of the pending steps, in order; raises at the first non-finite loss."""
+        if not self.pending:
+            return []
+        values = torch.stack([p[3] for p in self.pending]).float().cpu().tolist()
+        pending, self.pending = self.pending, []
+        for (step, epoch, batch_index, _, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"Loss is {value} at step {step} (epoch {epoch}, batch {batch_index}); training stopped and "
+                    f"nothing more was written. Last good checkpoint: {last_checkpoint or 'none'}. Try a lower "
+                    "--learning_rate, --mixed_precision no or a smaller --max_grad_norm, then resume with "
+                    "--resume_from_checkpoint latest."
+                )
+        return [(step, value, lr) for (step, _, _, _, lr), value in zip(pending, values)]
 
 
 def prior_training(model: str) -> dict[str, Any] | None:
@@ -880,6 +951,71 @@ def load_checkpoint(accelerator: Accelerator, path: Path, ema: EMAModel | None, 
     accelerator.load_state(str(path))
     if ema is not None:
         ema.to(device)
+
+
+def warm_up(
+    unet: torch.nn.Module, inputs: dict[str, torch.Tensor], accelerator: Accelerator, compile_unet: bool,
+    describe: str,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """One forward + backward on a batch of the training shape before the first real step (gradients dropped).
+
+    It makes the two failures that would otherwise surface mid-run happen here, with a clear message: a batch
+    too big for the GPU (`TrainingSetupError` with the memory it needs), and `torch.compile` failing (`--compile`:
+    logged with the reason; training continues uncompiled). Returns the module to call in the loop (compiled
+    or not) and what was measured: compile warm-up seconds and, on CUDA, the step's peak memory.
+    """
+    device = accelerator.device
+    report: dict[str, Any] = {"compiled": False}
+    forward = unet
+    if compile_unet:
+        forward = torch.compile(unet)
+
+    def step(module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+        pred = module(**batch, return_dict=False)[0]
+        accelerator.backward(pred.float().square().mean())
+        unet.zero_grad(set_to_none=True)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    static = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    t0 = time.perf_counter()
+    try:
+        step(forward, inputs)
+    except torch.cuda.OutOfMemoryError:
+        unet.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        batch = len(inputs["sample"])
+        small = max(1, batch // 8)
+        torch.cuda.reset_peak_memory_stats(device)
+        step(unet, {k: v[:small] for k, v in inputs.items()})
+        per_sample = (torch.cuda.max_memory_allocated(device) - static) / small
+        total = torch.cuda.get_device_properties(device).total_memory
+        needed, fits = static + per_sample * batch, max(1, int((0.9 * total - static) / per_sample))
+        raise TrainingSetupError(
+            f"{describe} at --train_batch_size {batch} does not fit on {device} "
+            f"({torch.cuda.get_device_name(device)}, {total / 2**30:.0f} GiB): it needs about "
+            f"{needed / 2**30:.0f} GiB (measured at batch {small}). Use --train_batch_size {min(fits, batch - 1)} "
+            "or less (with --gradient_accumulation_steps to keep the global batch), or --gradient_checkpointing."
+        ) from None
+    except Exception as exc:  # torch.compile fails lazily, at the first call, with many exception types
+        if not compile_unet:
+            raise
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        logger.warning(
+            f"--compile: torch.compile failed ({type(exc).__name__}: {first_line}); training continues "
+            "uncompiled, at the uncompiled speed."
+        )
+        unet.zero_grad(set_to_none=True)
+        forward = unet
+        report["compile_error"] = f"{type(exc).__name__}: {first_line}"
+    else:
+        report["compiled"] = compile_unet
+        if compile_unet:
+            report["compile_seconds"] = round(time.perf_counter() - t0, 1)
+            logger.info(f"  --compile: the UNet compiled in {report['compile_seconds']} s (warm-up, not counted)")
+    if device.type == "cuda":
+        report["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    return forward, report
 
 
 def unet_for_inference(accelerator: Accelerator, unet, ema: EMAModel | None) -> UNet2DConditionModel:
@@ -1004,6 +1140,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             check_targets(parts["unet"], lora_targets(args))
         except LoraSetupError as err:
             raise TrainingSetupError(str(err)) from err
+    schedule_steps = parts["schedule"]["num_train_timesteps"]
+    if args.max_timestep is not None and args.max_timestep > schedule_steps:
+        raise TrainingSetupError(
+            f"--max_timestep {args.max_timestep} is above the {schedule_steps} timesteps of the noise schedule; "
+            f"use at most {schedule_steps} (all of them)."
+        )
     dataset = load_training_data(args)
     evaluation = prepare_eval(args)
     config = parts["unet"].config if parts["unet"] is not None else parts["unet_config"]
@@ -1072,6 +1214,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     noise_scheduler = training_scheduler(**parts["schedule"])
     prediction_type = parts["schedule"]["prediction_type"]
     num_timesteps = noise_scheduler.config.num_train_timesteps
+    if args.max_timestep is not None:
+        num_timesteps = args.max_timestep  # timesteps are drawn from [0, max_timestep)
     ema = None
     if args.use_ema:
         # On an accelerator, one fused (foreach) update of all shadow weights instead of a Python loop over ~500
@@ -1101,19 +1245,28 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     t_embed = time.perf_counter() - t_embed
     del encode_pipe
     images = decode_images(dataset, args.image_column, resolution, progress=accelerator.is_local_main_process)
+    # Batches are gathered from these two tensors by row; on a GPU they move there once when they fit.
+    data_bytes = images.numel() + cache.nbytes
+    if data_fits_on(accelerator.device, data_bytes):
+        images, cache = images.to(accelerator.device), cache.to(accelerator.device)
+    logger.info(
+        f"  Images ({images.numel() / 2**20:.0f} MiB) and text embeddings ({cache.nbytes / 2**20:.0f} MiB) "
+        f"live on {images.device}"
+    )
     empty_embeds = cache.empty_embeds.to(accelerator.device)
     empty_mask = cache.empty_mask.to(accelerator.device)
 
     sampler = EpochPermutationSampler(len(images), args.seed)
     train_dataloader = torch.utils.data.DataLoader(
-        GlyphRows(images), batch_size=args.train_batch_size, sampler=sampler,
+        GlyphRows(len(images)), batch_size=args.train_batch_size, sampler=sampler,
         num_workers=args.dataloader_num_workers, drop_last=False,
     )
 
     # ---- 5. optimiser, schedule, accelerate.prepare
+    # Fused AdamW on CUDA: one kernel for all parameters instead of a launch per tensor and operation.
     optimizer = torch.optim.AdamW(
         trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
+        weight_decay=args.adam_weight_decay, eps=args.adam_epsilon, fused=accelerator.device.type == "cuda",
     )
     unet, optimizer, train_dataloader = accelerator.prepare(unet, optimizer, train_dataloader)
     # Lengths only after prepare: the prepared loader holds this process's shard.
@@ -1181,12 +1334,27 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         f"accumulation = {args.gradient_accumulation_steps} -> global batch {global_batch}"
     )
 
-    # ---- 7. train
+    # ---- 7. train (after a warm-up step on a GPU or with --compile: OOM and compile failures surface here)
+    train_forward, warm_up_report = unet, {"compiled": False}
+    if args.compile or accelerator.device.type == "cuda":
+        example = {
+            "sample": torch.zeros(
+                (args.train_batch_size, config["in_channels"], resolution, resolution),
+                device=accelerator.device,
+            ),
+            "timestep": torch.zeros(args.train_batch_size, dtype=torch.long, device=accelerator.device),
+            **GlyphDiffusionPipeline.unet_text_inputs(
+                config, empty_embeds.float().expand(args.train_batch_size, -1, -1),
+                empty_mask.expand(args.train_batch_size, -1),
+            ),
+        }
+        train_forward, warm_up_report = warm_up(unet, example, accelerator, args.compile, parts["source"])
     bar = tqdm(
         range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
     )
     device = accelerator.device
-    step_loss = 0.0
+    step_loss: torch.Tensor | float = 0.0
+    watch = LossWatch(args.loss_sync_steps)
     last_checkpoint = resume_path
     # Throughput counts training only: time spent on checkpoints and validation is excluded.
     base_seconds, base_samples, base_threads = progress.train_seconds, progress.samples_seen, progress.thread_seconds
@@ -1207,18 +1375,19 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         sampler.epoch = epoch
         skip = resume_batches if epoch == first_epoch else 0
         loader = accelerator.skip_first_batches(train_dataloader, skip) if skip else train_dataloader
-        for batch_index, batch in enumerate(loader, start=skip):
+        for batch_index, rows in enumerate(loader, start=skip):
             # record_function ranges name the phases for profilers (benchmarks/bench_training.py loop); without
             # a profiler each costs a few microseconds.
             with accelerator.accumulate(unet):
                 with record_function("glyffuser/data"):
-                    g = batch_generator(args.seed, epoch, batch_index, accelerator.process_index)
-                    x0 = to_model_pixels(batch["pixel_values"])
+                    g = batch_generator(args.seed, epoch, batch_index, accelerator.process_index, device)
+                    rows = rows.to(images.device)
+                    x0 = to_model_pixels(images[rows].to(device, non_blocking=True))
                     bsz = x0.shape[0]
-                    text, mask = cache.lookup(batch["row"].cpu())
+                    text, mask = cache.lookup(rows.to(cache.embeds.device))
                     noise, timesteps, text, mask = draw_training_inputs(
-                        x0, text.to(device, torch.float32), mask.to(device), empty_embeds, empty_mask,
-                        num_timesteps, args.cond_dropout, g,
+                        x0, text.to(device, torch.float32, non_blocking=True), mask.to(device, non_blocking=True),
+                        empty_embeds, empty_mask, num_timesteps, args.cond_dropout, g,
                     )
                     noisy = noise_scheduler.add_noise(x0, noise, timesteps)
                     target = (
@@ -1226,21 +1395,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     text_inputs = GlyphDiffusionPipeline.unet_text_inputs(config, text, mask)
                 with record_function("glyffuser/forward"):
-                    pred = unet(noisy, timesteps, **text_inputs, return_dict=False)[0]
+                    pred = train_forward(noisy, timesteps, **text_inputs, return_dict=False)[0]
                     loss = diffusion_loss(pred, target, timesteps, noise_scheduler, prediction_type, args.snr_gamma)
-
-                with record_function("glyffuser/host_sync"):
-                    mean_loss = accelerator.gather(loss.detach().reshape(1)).mean()
-                    if debug.nan_at_step is not None and global_step + 1 >= debug.nan_at_step:
-                        mean_loss = mean_loss * float("nan")
-                    if not torch.isfinite(mean_loss):
-                        raise TrainingDiverged(
-                            f"Loss is {mean_loss.item()} at step {global_step + 1} (epoch {epoch}, batch "
-                            f"{batch_index}); training stopped and nothing more was written. Last good checkpoint: "
-                            f"{last_checkpoint or 'none'}. Try a lower --learning_rate, --mixed_precision no or "
-                            "a smaller --max_grad_norm, then resume with --resume_from_checkpoint latest."
-                        )
-                    step_loss += mean_loss.item() / args.gradient_accumulation_steps
+                # The loss stays on the device: `watch` reads it every --loss_sync_steps steps, not every step.
+                mean_loss = accelerator.gather(loss.detach().reshape(1)).mean()
+                if debug.nan_at_step is not None and progress.global_step + 1 >= debug.nan_at_step:
+                    mean_loss = mean_loss * float("nan")
+                step_loss = step_loss + mean_loss / args.gradient_accumulation_steps
                 samples_this_run += bsz * accelerator.num_processes
 
                 with record_function("glyffuser/backward"):
@@ -1257,16 +1418,25 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if ema is not None:
                 with record_function("glyffuser/ema"):
                     ema.step(trainable)
-            global_step = progress.global_step + 1
-            progress.record(step_loss)
-            lr = lr_scheduler.get_last_lr()[0]
+            progress.global_step += 1
+            global_step = progress.global_step
             bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
-            accelerator.log({"train_loss": step_loss, "lr": lr}, step=global_step)
+            due_checkpoint = bool(args.checkpointing_steps) and global_step % args.checkpointing_steps == 0
+            due_validation = (
+                bool(args.validation_steps) and global_step % args.validation_steps == 0
+                and global_step < max_train_steps
+            )
+            read_now = watch.add(global_step, epoch, batch_index, step_loss, lr_scheduler.get_last_lr()[0])
             step_loss = 0.0
+            if read_now or due_checkpoint or due_validation or global_step >= max_train_steps:
+                with record_function("glyffuser/host_sync"):
+                    for step, value, lr in watch.read(last_checkpoint):
+                        progress.record(value)
+                        accelerator.log({"train_loss": value, "lr": lr}, step=step)
+                    bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
 
             t0 = time.perf_counter()
-            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+            if due_checkpoint:
                 update_clock()
                 last_checkpoint = save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
                 if debug.pause_after_checkpoint:
@@ -1274,7 +1444,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     # lands at a known point (right after a save) without any timing guesswork.
                     print(f"PAUSED-AFTER-CHECKPOINT {global_step}", flush=True)
                     sys.stdin.read()
-            if args.validation_steps and global_step % args.validation_steps == 0 and global_step < max_train_steps:
+            if due_validation:
                 if accelerator.is_main_process:
                     pipe = build_pipeline(unet_for_inference(accelerator, unet, ema), parts, args.validation_scheduler)
                     log_validation(pipe, args, accelerator, global_step, f"step-{global_step:06d}")
@@ -1360,6 +1530,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "samples_per_second": samples_this_run / run_seconds if run_seconds else None,
             "wall_time_seconds": wall,
             "text_embedding_seconds": t_embed,
+            "warm_up": warm_up_report,  # --compile: compiled or why not, and the compile time (not in train_seconds)
             "initial_loss": first,
             "final_loss": final,
             "final_step_loss": progress.recent_losses[-1] if progress.recent_losses else None,
