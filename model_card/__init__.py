@@ -248,6 +248,8 @@ def _training_rows(tc: Mapping[str, Any], facts: Mapping[str, Any]) -> list[tupl
         )
     if noise:
         add("Noise schedule", f"DDPM, {_noise_text(noise)}")
+        if args.get("max_timestep"):
+            add("Timesteps trained", f"t < {args['max_timestep']} only (`--max_timestep`: the lower noise levels)")
         prediction = noise.get("prediction_type")
         if args.get("snr_gamma"):
             prediction = f"{prediction}, min-SNR weighting γ = {args['snr_gamma']}"

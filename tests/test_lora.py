@@ -292,6 +292,16 @@ def test_app_offers_the_typeface_and_draws_with_it(lora_run, saved_pipeline_dir)
     expected = plain("water", num_inference_steps=3, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
     assert np.array_equal(images[BASE_TYPEFACE], np.asarray(expected.images[0]))
     assert not np.array_equal(images["AR PL UKai CN (LoRA)"], images[BASE_TYPEFACE])
+    # with a lora_start, the LoRA typeface is drawn with it (the shipped LoRA's setting is applied this way)
+    late_app = GlyphApp(pipe, limits=Limits(max_images=4), lora_typeface="AR PL UKai CN (LoRA)", lora_start=0.5)
+    request, _ = late_app.validate(*inputs, typeface="AR PL UKai CN (LoRA)")
+    late = np.asarray(late_app.generate(request).glyphs[0].image)
+    pipe.set_progress_bar_config(disable=True)
+    expected_late = pipe(
+        "water", num_inference_steps=3, guidance_scale=3.0, generator=torch.Generator().manual_seed(0), lora_start=0.5
+    )
+    assert np.array_equal(late, np.asarray(expected_late.images[0]))
+    assert not np.array_equal(late, images["AR PL UKai CN (LoRA)"])
     with pytest.raises(AppInputError, match="Unknown typeface 'Comic Sans'; choose one of Base model, AR PL"):
         app.validate(*inputs, typeface="Comic Sans")
     with pytest.raises(AppInputError, match="No typeface LoRA is loaded; start the app with --lora"):

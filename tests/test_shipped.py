@@ -142,3 +142,23 @@ def test_export_writes_the_card_from_given_metrics_notes_and_samples(saved_pipel
     assert "| Copy rate, held-out prompts | 0 |" in card and "GPU time 1 min 30 s" in card
     config = json.loads((out / "unet" / "config.json").read_text())
     assert config["_name_or_path"] == "user/x/unet"  # not the folder it was exported from
+
+
+def test_the_shipped_kai_lora_draws_brush_strokes_and_keeps_the_radical():
+    """The shipped typeface LoRA on the shipped model, at its setting (`lora_start`): "gold; metal" comes out in
+    AR PL UKai (the typeface judge) and still carries 金 (the three-typeface radical judge). Measured over 256
+    held-out prompts: 90 % UKai, probes 0.89 (docs/results.md); 8 seeds here."""
+    from glyph_pipeline.judge import load_judge
+    from glyph_pipeline.metrics import generate_glyphs, judge_readings
+    from glyph_pipeline.typeface import load_typeface_judge, typeface_shares
+
+    artifacts = SHIPPED.parents[1] / "artifacts"
+    pipe = pretrained.load_glyph_pipeline(
+        SHIPPED, device="cpu", lora=pretrained.SHIPPED_KAI_LORA, lora_start=pretrained.SHIPPED_KAI_LORA_START
+    )
+    pipe.set_progress_bar_config(disable=True)
+    images = generate_glyphs(pipe, ["gold; metal"] * 8, num_inference_steps=20, guidance_scale=3.0, seed=0)
+    _, radicals = judge_readings(load_judge(artifacts / "judge-32-typefaces"), images)
+    shares = typeface_shares(load_typeface_judge(artifacts / "typeface-judge-32", "ukai"), images)
+    assert (radicals == 167).sum() >= 6, radicals.tolist()
+    assert shares["ukai"] >= 0.75, shares
