@@ -428,7 +428,7 @@ class GlyphApp:
         missing judge or dataset only disables its panel (see `notes`). `lora_start` (default: the shipped LoRA's
         recommended value for it, else 0): the share of the steps drawn by the base model before the LoRA."""
         from .lora import lora_typeface
-        from .pretrained import SHIPPED_KAI_LORA, load_glyph_pipeline, resolve_model
+        from .pretrained import SHIPPED_KAI_LORA, check_lora_settings, load_glyph_pipeline, resolve_model
 
         source = resolve_model(model)
         if lora is None and model is None and SHIPPED_KAI_LORA.is_dir():
@@ -436,10 +436,7 @@ class GlyphApp:
         if lora_start is None:
             shipped = lora is not None and Path(lora).resolve() == SHIPPED_KAI_LORA.resolve()
             lora_start = SHIPPED_KAI_LORA_START if shipped else 0.0
-        if lora is None and lora_start:
-            raise ValueError("--lora-start needs a LoRA (--lora DIR, or the shipped model's default one).")
-        if not 0.0 <= lora_start < 1.0:
-            raise ValueError(f"--lora-start must be a fraction of the steps in [0, 1), got {lora_start}.")
+        check_lora_settings(lora, lora_start=lora_start)
         pipe = load_glyph_pipeline(source, None, device, lora=lora)
         typeface = None
         if lora is not None:

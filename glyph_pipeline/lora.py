@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from diffusers import UNet2DConditionModel
 
+from .pretrained import SHIPPED_KAI_LORA_START
+
 # diffusers' file name: `load_lora_weights(folder)` finds it without `weight_name`.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 # Attention (self and cross) and the resnets' 3x3 convolutions, which draw the strokes. Leaving cross-attention
@@ -128,7 +130,8 @@ def add_lora_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lora-start", type=float, default=0.0,
         help="share of the steps (the first, noisiest) drawn without the LoRA: the base model lays the glyph out, "
-        "the LoRA draws its strokes (default 0; 0.3 for the shipped Kai LoRA keeps more of the meaning)",
+        f"the LoRA draws its strokes (default 0; {SHIPPED_KAI_LORA_START} for the shipped Kai LoRA keeps more of the "
+        "meaning)",
     )
 
 

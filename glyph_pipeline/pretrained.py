@@ -91,6 +91,15 @@ class CallDefaults:
         setattr(self._pipe, name, value)
 
 
+def check_lora_settings(lora: str | os.PathLike | None, lora_scale: float = 1.0, lora_start: float = 0.0) -> None:
+    """`--lora-scale`/`--lora-start` need a LoRA, and the start is a share of the steps: checked before loading."""
+    if lora is None and (lora_scale != 1.0 or lora_start):
+        flag = "--lora-scale" if lora_scale != 1.0 else "--lora-start"
+        raise ValueError(f"{flag} needs --lora (the adapter it applies to), e.g. --lora pretrained/tiny-32-kai-lora.")
+    if not 0.0 <= lora_start < 1.0:
+        raise ValueError(f"--lora-start must be a fraction of the steps in [0, 1), got {lora_start}.")
+
+
 def load_glyph_pipeline(
     model: str | os.PathLike | None = None,
     scheduler: str | None = None,
@@ -111,11 +120,7 @@ def load_glyph_pipeline(
     from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
     from .schedulers import sampling_scheduler
 
-    if lora is None and (lora_scale != 1.0 or lora_start):
-        flag = "--lora-scale" if lora_scale != 1.0 else "--lora-start"
-        raise ValueError(f"{flag} needs --lora (the adapter it applies to), e.g. --lora pretrained/tiny-32-kai-lora.")
-    if not 0.0 <= lora_start < 1.0:
-        raise ValueError(f"--lora-start must be a fraction of the steps in [0, 1), got {lora_start}.")
+    check_lora_settings(lora, lora_scale, lora_start)
     source = check_model(resolve_model(model))
     if scheduler is not None:
         sampling_scheduler(scheduler)  # an unknown name fails here, before the weights load
