@@ -2,7 +2,7 @@
 
 Every prompt of the article grid ("gold; metal", "water", "tree; wood", ...) is sampled with `--samples`
 seeds (0, 1, ...: the grid's columns are the first four) and the shipped radical judge reads each glyph.
-A sample counts when the judge reads a radical the prompt's words ask for (`glyph_pipeline.metrics.PROBES`:
+A sample counts when the judge reads a radical the prompt's words ask for (`glyph_pipeline.evaluation.metrics.PROBES`:
 "gold"/"metal" -> 金 167, "water" -> 水 85, ...). Several models side by side, same prompts and seeds:
 
     python benchmarks/article_prompts.py --model pretrained/tiny-32 --judge artifacts/judge-32 --samples 16
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from glyph_pipeline.app import expected_radicals
+from glyph_pipeline.app.ui import expected_radicals
 from glyph_pipeline.demo import ARTICLE_PROMPTS
-from glyph_pipeline.judge import load_judge
-from glyph_pipeline.metrics import generate_glyphs, judge_readings, load_glyph_pipeline, radical_symbol
+from glyph_pipeline.evaluation.judge import load_judge
+from glyph_pipeline.evaluation.metrics import generate_glyphs, judge_readings, load_glyph_pipeline, radical_symbol
 from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
 

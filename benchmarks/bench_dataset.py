@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 t_start = time.perf_counter()
-from glyph_pipeline.dataset import build_glyph_dataset, save_dataset, save_parquet  # noqa: E402
-from glyph_pipeline.render import DEFAULT_PNG_COMPRESS_LEVEL, available_cpus  # noqa: E402
+from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset, save_parquet  # noqa: E402
+from glyph_pipeline.data.render import DEFAULT_PNG_COMPRESS_LEVEL, available_cpus  # noqa: E402
 
 t_import = time.perf_counter() - t_start
 

@@ -45,7 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from glyph_pipeline import GlyphDiffusionPipeline, build_unet, training_scheduler  # noqa: E402
-from glyph_pipeline.embeddings import cache_text_embeddings  # noqa: E402
+from glyph_pipeline.data.embeddings import cache_text_embeddings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 UNETS = {
@@ -81,7 +81,7 @@ def t5_small_shaped_encoder():
 
 
 def glyph_data(size: int, count: int):
-    from glyph_pipeline.dataset import build_glyph_dataset
+    from glyph_pipeline.data.dataset import build_glyph_dataset
 
     ds = build_glyph_dataset(size=size, limit=count, test_fraction=0, num_workers=0, progress=False)["train"]
     return ds
@@ -247,7 +247,7 @@ def run_script(train, argv: list[str], use_cpu: bool) -> dict:
 
 def build_bare_step(train, args, data: Path, device: torch.device):
     """A bare forward + backward + AdamW step of the script's UNet on one fixed batch, built once."""
-    from glyph_pipeline.dataset import load_glyph_dataset
+    from glyph_pipeline.data.dataset import load_glyph_dataset
 
     preset, overrides, resolution = LOOP_PRESETS[args.preset]
     unet = build_unet(preset, 384, **overrides).to(device).train()
@@ -360,7 +360,7 @@ def loop_main(argv: list[str]) -> None:
         parser.error("--device cuda: no CUDA device here")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
 
     train = load_training_script(args.script)
     device, use_cpu = torch.device(args.device), args.device == "cpu"

@@ -20,10 +20,10 @@ _EXPORTS = {
     "sampling_scheduler": "schedulers",
     "training_scheduler": "schedulers",
     "load_text_encoder": "text_encoders",
-    "build_glyph_dataset": "dataset",
-    "load_glyph_dataset": "dataset",
-    "GlyphJudge": "judge",
-    "evaluate_pipeline": "metrics",
+    "build_glyph_dataset": "data.dataset",
+    "load_glyph_dataset": "data.dataset",
+    "GlyphJudge": "evaluation.judge",
+    "evaluate_pipeline": "evaluation.metrics",
 }
 
 __all__ = list(_EXPORTS)

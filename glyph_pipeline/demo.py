@@ -98,8 +98,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------ steps
 def build_dataset(out: Path, num_chars: int, seed: int) -> Path:
     """A spread of `num_chars` URO characters (every k-th code point with a definition), 32 px."""
-    from .dataset import build_glyph_dataset, save_dataset
-    from .unihan import block_of, load_unihan
+    from .data.dataset import build_glyph_dataset, save_dataset
+    from .data.unihan import block_of, load_unihan
 
     target = out / "dataset"
     if (target / "dataset_dict.json").exists():
@@ -181,7 +181,7 @@ def sample(model: Path, prompts: list[str], args: argparse.Namespace):
 
 def demo_grid(columns: list[dict], rows: dict[str, list], title: str):
     """One row per prompt (labelled with it): the font's glyph, then the sample of each sampler in `rows`."""
-    from .figures import labelled_grid
+    from .figures.sampling import labelled_grid
 
     names = ["font glyph (truth)", *rows]
     cells = [[col["truth"], *(images[j] for images in rows.values())] for j, col in enumerate(columns)]
@@ -191,7 +191,7 @@ def demo_grid(columns: list[dict], rows: dict[str, list], title: str):
 
 def pick_columns(dataset: Path, seed: int) -> list[dict]:
     """3 training definitions, 3 held-out (test split) definitions, and 2 prompts no glyph has."""
-    from .dataset import load_glyph_dataset
+    from .data.dataset import load_glyph_dataset
 
     dsd = load_glyph_dataset(str(dataset))
     columns = []
@@ -212,8 +212,8 @@ def article_figures(args: argparse.Namespace) -> int:
     import torch
     from diffusers import DiffusionPipeline
 
-    from . import figures
-    from .pretrained import check_model, resolve_model
+    from .figures import sampling as figures
+    from .hub.pretrained import check_model, resolve_model
 
     t0 = time.perf_counter()
     out: Path = args.out
@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError) as err:
         print(f"glyffuser demo: error: {err}", file=sys.stderr)
         return 1
-    from .figures import save_image
+    from .figures.sampling import save_image
 
     title = f"glyffuser demo: the font's glyph and samples of {model} ({args.steps} training steps)"
     grid_path = save_image(demo_grid(columns, rows, title), out / "demo-grid.png")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from diffusers import UNet2DConditionModel
 
-from .pretrained import SHIPPED_KAI_LORA_START
+from .hub.pretrained import SHIPPED_KAI_LORA_START
 
 # diffusers' file name: `load_lora_weights(folder)` finds it without `weight_name`.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"

@@ -3,7 +3,7 @@
 
 `make_model_card` reads the pipeline folder (configs, safetensors headers), the training record
 (`training_config.json`) and evaluation results, and renders the template with huggingface_hub's
-`ModelCard.from_template`. No network. Pushing lives in `glyph_pipeline.hub`. This package ships inside the
+`ModelCard.from_template`. No network. Pushing lives in `glyph_pipeline.hub.push`. This package ships inside the
 wheel as `glyph_pipeline.model_card` (see pyproject.toml).
 """
 

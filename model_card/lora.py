@@ -1,7 +1,7 @@
 """The card of a glyph LoRA folder (`pytorch_lora_weights.safetensors`): `LORA.md.jinja` beside this module.
 
 Facts come from the LoRA file itself (rank, targets, parameters: its safetensors header), the training record
-(`training_config.json`) and evaluation results; no network. Pushing lives in `glyph_pipeline.hub`.
+(`training_config.json`) and evaluation results; no network. Pushing lives in `glyph_pipeline.hub.push`.
 """
 
 from __future__ import annotations

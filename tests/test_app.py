@@ -32,8 +32,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glyph_pipeline import figures
-from glyph_pipeline.app import (
+from glyph_pipeline.app.ui import (
     ANIMATION_FRAME_SIZE,
     EXAMPLE_PROMPTS,
     AppInputError,
@@ -41,7 +40,8 @@ from glyph_pipeline.app import (
     radical_character,
     validate_request,
 )
-from glyph_pipeline.figures import animation_frame_size, tile_size
+from glyph_pipeline.figures import sampling as figures
+from glyph_pipeline.figures.sampling import animation_frame_size, tile_size
 
 # A few dozen characters with varied radicals (as in test_figures), including the article's 金 水 木 火 言 女 手 心.
 CHARACTERS = "永金木水火土日月山川人口手心女子田目石竹米糸言貝車門雨馬魚鳥大小上下中王玉白赤青"
@@ -120,7 +120,7 @@ def nearest_characters(real: tuple[list[str], np.ndarray], image: Image.Image, k
 
 
 def judge_reading(judge, image: Image.Image) -> int:
-    from glyph_pipeline.metrics import judge_readings
+    from glyph_pipeline.evaluation.metrics import judge_readings
 
     return int(judge_readings(judge, [image])[1][0])
 
@@ -211,7 +211,7 @@ def toast_text(page, needle: str) -> str:
 # ============================================================================================ fixtures
 @pytest.fixture(scope="module")
 def glyph_dataset(tmp_path_factory) -> Path:
-    from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
 
     try:
         dsd = build_glyph_dataset(characters=CHARACTERS, size=16, test_fraction=0.1, num_workers=0, progress=False)
@@ -227,7 +227,7 @@ def real(glyph_dataset):
 
 @pytest.fixture(scope="module")
 def judge():
-    from glyph_pipeline.judge import load_judge
+    from glyph_pipeline.evaluation.judge import load_judge
 
     return load_judge(JUDGE)
 
@@ -289,7 +289,7 @@ def test_queue_is_bounded_and_runs_one_request_at_a_time():
     pytest.importorskip("gradio", reason="the app needs the [app] extra")
     from conftest import tiny_pipeline
 
-    from glyph_pipeline.app import GlyphApp, build_demo
+    from glyph_pipeline.app.ui import GlyphApp, build_demo
 
     demo = build_demo(GlyphApp(tiny_pipeline(), limits=Limits(max_images=4, max_queue=3)))
     assert demo._queue.max_size == 3

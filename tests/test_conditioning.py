@@ -26,7 +26,7 @@ def nearest_real(samples: np.ndarray, real: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def overfit(assets, tmp_path_factory):  # noqa: F811
     from glyph_pipeline import GlyphDiffusionPipeline
-    from glyph_pipeline.dataset import load_glyph_dataset
+    from glyph_pipeline.data.dataset import load_glyph_dataset
 
     out = tmp_path_factory.mktemp("conditioning") / "model"
     args = common_args(

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
-from glyph_pipeline import unihan as unihan_mod
 from glyph_pipeline.cli import main as cli_main
-from glyph_pipeline.dataset import (
+from glyph_pipeline.data import unihan as unihan_mod
+from glyph_pipeline.data.dataset import (
     GlyphDatasetError,
     build_glyph_dataset,
     glyph_features,
@@ -21,8 +21,8 @@ from glyph_pipeline.dataset import (
     save_dataset,
     save_parquet,
 )
-from glyph_pipeline.render import FontError, GlyphRenderer, load_font, render_glyph, render_glyphs
-from glyph_pipeline.unihan import (
+from glyph_pipeline.data.render import FontError, GlyphRenderer, load_font, render_glyph, render_glyphs
+from glyph_pipeline.data.unihan import (
     UnihanError,
     block_of,
     clean_definition,

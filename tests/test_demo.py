@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from glyph_pipeline import GlyphDiffusionPipeline, demo, figures, pretrained
+from glyph_pipeline import GlyphDiffusionPipeline, demo
 from glyph_pipeline.cli import main
+from glyph_pipeline.figures import sampling as figures
+from glyph_pipeline.hub import pretrained
 from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,9 +15,10 @@ import torch
 from conftest import tiny_pipeline
 from PIL import Image, ImageSequence
 
-from glyph_pipeline import figures, noise_schedule, sampling_scheduler
+from glyph_pipeline import noise_schedule, sampling_scheduler
 from glyph_pipeline.cli import main
-from glyph_pipeline.figures import (
+from glyph_pipeline.figures import sampling as figures
+from glyph_pipeline.figures.sampling import (
     FigureError,
     animation_frame_size,
     caption_height,
@@ -33,9 +34,9 @@ CELL = 32
 @pytest.fixture(scope="module")
 def glyph_dataset(tmp_path_factory) -> Path:
     try:
-        from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+        from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
     except ImportError as err:  # the dataset builder is developed in parallel
-        pytest.skip(f"glyph_pipeline.dataset is not importable yet: {err}")
+        pytest.skip(f"glyph_pipeline.data.dataset is not importable yet: {err}")
     try:
         dsd = build_glyph_dataset(characters=CHARACTERS, size=16, test_fraction=0.1, num_workers=0, progress=False)
     except (FileNotFoundError, OSError, ValueError) as err:  # no CJK font / Unihan on this machine
@@ -208,7 +209,7 @@ def test_noising_strip_from_dataset_linear_vs_cosine(glyph_dataset, tmp_path):
         x, y = (1 + c) * tw + m, top + r * th + m
         return np.asarray(strip.crop((x, y, x + CELL, y + CELL)), dtype=float)
 
-    from glyph_pipeline.dataset import load_glyph_dataset
+    from glyph_pipeline.data.dataset import load_glyph_dataset
 
     ds = load_glyph_dataset(glyph_dataset, split="train")
     clean = np.asarray(ds[ds["character"].index("永")]["image"].resize((CELL, CELL), Image.NEAREST), dtype=float)
@@ -289,7 +290,7 @@ def test_dataset_map_umap_one_point_per_glyph(glyph_dataset, tmp_path):
 
 
 def test_dataset_map_api_pca_and_colour_by_any_column(glyph_dataset, tmp_path):
-    from glyph_pipeline.dataset_map import dataset_map, save_html, save_png
+    from glyph_pipeline.figures.dataset_map import dataset_map, save_html, save_png
 
     m = dataset_map(glyph_dataset, method="pca", color_by="block", limit=20, progress=False)
     assert m.coords.shape == (20, 2) and len(set(m.characters)) == 20 and m.density is not None

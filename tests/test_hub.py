@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - depends on how pytest was invoked
     import hub_fixtures  # type: ignore[no-redef]
     from hub_server import LocalHub  # type: ignore[no-redef]
 
-from glyph_pipeline import hub, model_card
+from glyph_pipeline import model_card
+from glyph_pipeline.hub import push as hub
 
 run_hub_python = hub_fixtures.run_hub_python
 HUB_TOKEN, READ_TOKEN, HUB_USER = hub_fixtures.HUB_TOKEN, hub_fixtures.READ_TOKEN, hub_fixtures.HUB_USER
@@ -450,7 +451,7 @@ def test_pipeline_push_to_hub_writes_the_glyph_card_and_remote_code(
     pipe.set_progress_bar_config(disable=True)
     out = {{"full": pipe.push_to_hub("user/repo2", sample_prompts=["water", "fire"], metrics={{"fgd": 1.5}})}}
     pipe.save_pretrained({str(tmp_path / "saved")!r}, push_to_hub=True, repo_id="user/repo4")
-    sys.modules["glyph_pipeline.hub"] = None  # as when this class runs as remote code without the package
+    sys.modules["glyph_pipeline.hub.push"] = None  # as when this class runs as remote code without the package
     out["minimal"] = pipe.push_to_hub("repo3", commit_message="minimal card")
     print(json.dumps(out))
     """
@@ -495,7 +496,7 @@ def test_pipeline_push_to_hub_writes_the_glyph_card_and_remote_code(
 def test_prepare_hub_repo_fails_fast_and_names_the_fix(local_hub: LocalHub, tmp_path):
     code = f"""
     import json, os, time
-    from glyph_pipeline.hub import HubError, prepare_hub_repo, resolve_token
+    from glyph_pipeline.hub.push import HubError, prepare_hub_repo, resolve_token
     out = {{}}
     def attempt(name, *args, **kwargs):
         start = time.perf_counter()
@@ -584,7 +585,7 @@ def test_failed_upload_keeps_the_output_and_prints_the_retry_command(
 
 # ============================================================================================ datasets
 def test_glyph_dataset_push_and_load_round_trip(local_hub: LocalHub, tmp_path):
-    from glyph_pipeline import unihan
+    from glyph_pipeline.data import unihan
 
     try:
         unihan.find_default_unihan()
@@ -603,7 +604,7 @@ def test_glyph_dataset_push_and_load_round_trip(local_hub: LocalHub, tmp_path):
     load = f"""
     import json
     import numpy as np
-    from glyph_pipeline.dataset import load_glyph_dataset
+    from glyph_pipeline.data.dataset import load_glyph_dataset
     remote, local = load_glyph_dataset("user/glyphs"), load_glyph_dataset({str(local)!r})
     out = {{"splits": sorted(remote), "local_splits": sorted(local), "features": str(remote["train"].features)}}
     for split in local:

@@ -34,7 +34,7 @@ def sample(pipe, **kwargs) -> np.ndarray:
 def lora_run(tmp_path_factory, saved_pipeline_dir):
     """A 4-step LoRA of the tiny saved pipeline on 24 UKai glyphs (checkpoints at 2 and 4), and a second run
     resumed from the first one's checkpoint-2."""
-    from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
 
     if not UKAI.is_file():
         pytest.skip("Debian's fonts-arphic-ukai is not installed (bash run.sh test installs it)")
@@ -273,7 +273,7 @@ def test_push_lora_folder_then_load_it_from_the_hub(lora_run, saved_pipeline_dir
 def test_app_offers_the_typeface_and_draws_with_it(lora_run, saved_pipeline_dir):
     """The app's typeface choice: the base model draws what it draws without the LoRA, the LoRA's typeface
     differs; an unknown typeface is a message, not a run."""
-    from glyph_pipeline.app import BASE_TYPEFACE, AppInputError, GlyphApp, Limits
+    from glyph_pipeline.app.ui import BASE_TYPEFACE, AppInputError, GlyphApp, Limits
     from glyph_pipeline.lora import apply_lora, lora_typeface
 
     out, _ = lora_run
@@ -310,7 +310,7 @@ def test_app_offers_the_typeface_and_draws_with_it(lora_run, saved_pipeline_dir)
 
 def test_export_writes_a_lora_folder_with_its_card(lora_run, tmp_path, capsys):
     from glyph_pipeline.cli import main as cli_main
-    from glyph_pipeline.pretrained import SHIPPED_MODEL
+    from glyph_pipeline.hub.pretrained import SHIPPED_MODEL
 
     out, _ = lora_run
     dest = tmp_path / "kai-lora"
@@ -344,7 +344,7 @@ def test_app_api_draws_the_chosen_typeface(lora_run, saved_pipeline_dir, tmp_pat
     gradio_client = pytest.importorskip("gradio_client", reason="the app test needs the [app] extra")
     from test_app import running_app
 
-    from glyph_pipeline.app import BASE_TYPEFACE
+    from glyph_pipeline.app.ui import BASE_TYPEFACE
 
     out, _ = lora_run
     with running_app(saved_pipeline_dir, "--lora", str(out), "--judge", str(tmp_path / "no-judge")) as url:

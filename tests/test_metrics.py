@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import tiny_pipeline
 
-from glyph_pipeline import metrics
-from glyph_pipeline.judge import (
+from glyph_pipeline.evaluation import metrics
+from glyph_pipeline.evaluation.judge import (
     GlyphJudge,
     GlyphJudgeError,
     decode_split,
@@ -27,7 +27,7 @@ from glyph_pipeline.judge import (
     to_judge_tensor,
     train_judge,
 )
-from glyph_pipeline.metrics import (
+from glyph_pipeline.evaluation.metrics import (
     PROBES,
     GlyphMetricsError,
     evaluate_pipeline,
@@ -43,7 +43,7 @@ from glyph_pipeline.metrics import (
     radical_adherence,
     sqrtm_psd,
 )
-from glyph_pipeline.pretrained import NotAPipelineError
+from glyph_pipeline.hub.pretrained import NotAPipelineError
 
 RADICALS = tuple(sorted(set(PROBES.values())))  # 38 61 64 75 85 86 140 149 167
 PER_RADICAL = 200
@@ -56,8 +56,8 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def glyph_data():
-    from glyph_pipeline.dataset import build_glyph_dataset
-    from glyph_pipeline.unihan import block_of, load_unihan, parse_rs_unicode
+    from glyph_pipeline.data.dataset import build_glyph_dataset
+    from glyph_pipeline.data.unihan import block_of, load_unihan, parse_rs_unicode
 
     unihan = load_unihan()
     chosen: dict[int, list[str]] = {r: [] for r in RADICALS}
@@ -169,8 +169,8 @@ def test_fgd_identical_sets_is_zero_and_symmetric(features):
     # singular (fewer samples than feature dimensions), and the square root of an eigenvalue that rounding
     # left at ±eps·λmax is ±√eps·√λmax. So the two orders may differ by up to d·√eps of the trace (the
     # order of the 1.2e-6 seen on one machine); the symmetric value must sit within that of each.
-    from glyph_pipeline.metrics import feature_statistics
-    from glyph_pipeline.metrics import sqrtm_psd as root
+    from glyph_pipeline.evaluation.metrics import feature_statistics
+    from glyph_pipeline.evaluation.metrics import sqrtm_psd as root
 
     (_, s1), (_, s2) = feature_statistics(f["test"]), feature_statistics(f["train"])
     bound = s1.shape[0] * np.sqrt(np.finfo(np.float64).eps) * (np.trace(s1) + np.trace(s2))
@@ -291,7 +291,7 @@ def test_random_shift_translates_without_resampling():
 
 # ----------------------------------------------------------------------------- copy rate
 def test_copy_rate_counts_training_glyphs_as_copies_and_held_out_glyphs_not(real):
-    from glyph_pipeline.metrics import copy_statistics, flat_glyphs, nearest_glyphs
+    from glyph_pipeline.evaluation.metrics import copy_statistics, flat_glyphs, nearest_glyphs
 
     held, train = real
     training, held_out = flat_glyphs(train.images, 32), flat_glyphs(held.images, 32)

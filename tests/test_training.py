@@ -55,7 +55,7 @@ train = _load_script()
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory):
     """One real glyph dataset (128 characters at 32 px), a saved tiny encoder, UNet configs, a shared cache."""
-    from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
 
     root = tmp_path_factory.mktemp("training-assets")
     dataset = save_dataset(build_glyph_dataset(size=32, limit=128, num_workers=0, progress=False), root / "glyphs")
@@ -200,8 +200,9 @@ def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, loca
     """`--eval_judge` runs `glyffuser evaluate` on the saved pipeline; metrics.json feeds the pushed card."""
     from hub_fixtures import hub_env
 
-    from glyph_pipeline import hub, model_card
-    from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
+    from glyph_pipeline import model_card
+    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
+    from glyph_pipeline.hub import push as hub
 
     eval_data = save_dataset(
         build_glyph_dataset(size=32, limit=40, test_fraction=0.25, num_workers=0, progress=False),
@@ -477,7 +478,7 @@ def test_test_hooks_come_from_the_environment_not_from_flags(assets, tmp_path, c
 def test_embedding_cache_matches_pipeline_and_is_reused(tmp_path, monkeypatch):
     from conftest import tiny_pipeline
 
-    from glyph_pipeline import embeddings
+    from glyph_pipeline.data import embeddings
 
     pipe = tiny_pipeline(max_sequence_length=16)
     texts = ["water", "fire", "water", "tree; wood", "fire"]
@@ -502,7 +503,7 @@ def test_embedding_cache_matches_pipeline_and_is_reused(tmp_path, monkeypatch):
 
 
 def test_pixels_are_minus_one_to_one_with_white_paper(assets):
-    from glyph_pipeline.dataset import load_glyph_dataset
+    from glyph_pipeline.data.dataset import load_glyph_dataset
 
     dataset = load_glyph_dataset(str(assets.dataset), split="train").select(range(8))
     pixels = train.to_model_pixels(train.decode_images(dataset, "image", 16, progress=False))

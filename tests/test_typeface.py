@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from glyph_pipeline.cli import main as cli_main
-from glyph_pipeline.dataset import build_glyph_dataset, save_dataset
-from glyph_pipeline.judge import GlyphJudge, GlyphJudgeError, save_judge
-from glyph_pipeline.typeface import (
+from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
+from glyph_pipeline.evaluation.judge import GlyphJudge, GlyphJudgeError, save_judge
+from glyph_pipeline.evaluation.typeface import (
     DEFAULT_TYPEFACES,
     TypefaceError,
     load_typeface_judge,

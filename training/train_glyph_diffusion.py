@@ -13,7 +13,7 @@ they all pass):
 1. Inputs are validated: output folder writable, checkpoint to resume from exists, UNet preset/config,
    text encoder (offline), dataset and its columns, resolution vs the UNet's downsampling factor.
 2. Captions are encoded ONCE with the pipeline's own `encode_prompt` (distinct texts only) and cached on
-   disk (`glyph_pipeline.embeddings`); the text encoder never runs inside the training loop.
+   disk (`glyph_pipeline.data.embeddings`); the text encoder never runs inside the training loop.
 3. Images are decoded once into a uint8 tensor (greyscale, white = 255) and mapped to [-1, 1] per batch.
 4. The UNet learns to denoise (epsilon or v-prediction, optional min-SNR weighting); with probability
    `--cond_dropout` a sample's text embedding AND attention mask are replaced by the empty prompt's, which
@@ -24,7 +24,7 @@ they all pass):
    (EMA) UNet, the text encoder and tokenizer and a DPM-Solver++ scheduler on the training noise schedule
    are saved as a complete pipeline, plus `training_config.json`.
 7. With `--eval_judge DIR` the saved pipeline is scored like `glyffuser evaluate` (FGD, KID, radical
-   adherence; `glyph_pipeline.metrics`) into `metrics.json`, which `--push_to_hub` puts on the model card.
+   adherence; `glyph_pipeline.evaluation.metrics`) into `metrics.json`, which `--push_to_hub` puts on the model card.
    The judge and the held-out split are loaded and checked in step 1, before any training.
 
 Randomness is explicit: the data order of epoch `e` is a permutation seeded by `(seed, e)`; the noise,
@@ -75,7 +75,7 @@ from tqdm.auto import tqdm
 
 from glyph_pipeline import GlyphDiffusionPipeline
 from glyph_pipeline.atomic import atomic_output, move_into_place, write_text
-from glyph_pipeline.embeddings import cache_text_embeddings, default_cache_dir, encoder_fingerprint
+from glyph_pipeline.data.embeddings import cache_text_embeddings, default_cache_dir, encoder_fingerprint
 from glyph_pipeline.lora import (
     DEFAULT_LORA_TARGETS,
     LORA_WEIGHT_NAME,
@@ -457,7 +457,7 @@ def prepare_eval(args: argparse.Namespace):
     """Judge + held-out data for `--eval_judge`, loaded and checked now: a bad path must not cost a training run."""
     if not args.eval_judge:
         return None
-    from glyph_pipeline.metrics import prepare_evaluation
+    from glyph_pipeline.evaluation.metrics import prepare_evaluation
 
     source = args.eval_dataset or args.dataset
     try:
@@ -472,8 +472,8 @@ def prepare_eval(args: argparse.Namespace):
 
 def run_eval(pipe: GlyphDiffusionPipeline, evaluation, args: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
     """Score the saved pipeline (`glyffuser evaluate`), write `metrics.json`; the model card reads it from there."""
-    from glyph_pipeline.hub import METRICS_FILE
-    from glyph_pipeline.metrics import evaluate_pipeline, format_report, write_json
+    from glyph_pipeline.evaluation.metrics import evaluate_pipeline, format_report, write_json
+    from glyph_pipeline.hub.push import METRICS_FILE
 
     _, splits = evaluation  # the checked data; the judge goes by path so its saved accuracy is reported too
     pipe.set_progress_bar_config(disable=True)
@@ -615,7 +615,7 @@ def load_training_data(args: argparse.Namespace):
     from datasets import Image as ImageFeature
     from datasets import Value
 
-    from glyph_pipeline.dataset import load_glyph_dataset
+    from glyph_pipeline.data.dataset import load_glyph_dataset
 
     try:
         splits = load_glyph_dataset(args.dataset)
@@ -1124,7 +1124,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     check_output_dir(args.output_dir)
     hub_repo = None
     if args.push_to_hub:  # every process checks (cheap): all fail alike, none waits at a barrier
-        from glyph_pipeline.hub import HubError, prepare_hub_repo
+        from glyph_pipeline.hub.push import HubError, prepare_hub_repo
 
         try:
             hub_repo = prepare_hub_repo(
@@ -1553,7 +1553,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if evaluation is not None:
             result["metrics"] = run_eval(pipe, evaluation, args, output_dir)
         if hub_repo is not None:
-            from glyph_pipeline.hub import HubPushError, push_pipeline_folder
+            from glyph_pipeline.hub.push import HubPushError, push_pipeline_folder
 
             try:
                 url = push_pipeline_folder(

@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import atomic_output
-from .lora import add_lora_args
-from .pretrained import load_glyph_pipeline
+from ..atomic import atomic_output
+from ..hub.pretrained import load_glyph_pipeline
+from ..lora import add_lora_args
 
 if TYPE_CHECKING:
     import torch
 
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
 DEFAULT_STEPS_LIST = (1, 2, 3, 5, 10, 20, 50)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4, 5, 6, 7)
@@ -250,7 +250,7 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 
 def check_scheduler_name(name: str) -> str:
-    from .schedulers import SCHEDULERS
+    from ..schedulers import SCHEDULERS
 
     if name not in SCHEDULERS:
         raise FigureError(f"Unknown scheduler {name!r}; valid names: {', '.join(SCHEDULERS)}.")
@@ -279,7 +279,7 @@ def check_positive(name: str, value: Any, minimum: int = 1) -> int:
 def with_recommended(num_inference_steps: int | None = None, guidance_scale: float | None = None) -> tuple[int, float]:
     """The sampling settings given, None replaced by the recommended ones (`schedulers.RECOMMENDED_STEPS` and
     `RECOMMENDED_GUIDANCE`, the pipeline's defaults; imported here so that importing figures stays light)."""
-    from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
+    from ..schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
     steps = RECOMMENDED_STEPS if num_inference_steps is None else num_inference_steps
     return steps, RECOMMENDED_GUIDANCE if guidance_scale is None else guidance_scale
@@ -305,7 +305,7 @@ def steps_problem(scheduler: Any, num_inference_steps: int) -> tuple[int | None,
 
     The pipeline's own pre-flight check (on a copy: nothing is sampled, the scheduler is untouched).
     """
-    from .pipeline_glyph_diffusion import scheduler_dry_run
+    from ..pipeline_glyph_diffusion import scheduler_dry_run
 
     try:
         return scheduler_dry_run(scheduler, num_inference_steps), None
@@ -330,7 +330,7 @@ def use_scheduler(
     pipe: GlyphDiffusionPipeline, name: str, base_config: dict[str, Any] | None = None, **overrides: Any
 ):
     """Swap `pipe.scheduler` for sampler `name` on the model's own noise schedule; returns the new scheduler."""
-    from .schedulers import sampling_scheduler
+    from ..schedulers import sampling_scheduler
 
     check_scheduler_name(name)
     # sampling_scheduler carries only the model's noise schedule over to the new sampler.
@@ -341,7 +341,7 @@ def use_scheduler(
 
 def scheduler_label(scheduler: Any) -> str:
     """The CLI name of a scheduler instance (e.g. 'dpmsolver++'), else its class name."""
-    from .schedulers import SCHEDULERS
+    from ..schedulers import SCHEDULERS
 
     return next((name for name, (cls, _) in SCHEDULERS.items() if type(scheduler) is cls), type(scheduler).__name__)
 
@@ -601,7 +601,7 @@ def steps_grid(
     """
     from tqdm.auto import tqdm
 
-    from .schedulers import sampling_scheduler
+    from ..schedulers import sampling_scheduler
 
     (prompt,) = check_prompts(prompt)
     steps_list = [check_positive("steps", n) for n in steps_list]
@@ -680,7 +680,7 @@ def load_glyph_image(
     if dataset is not None:
         from datasets import concatenate_datasets
 
-        from .dataset import load_glyph_dataset
+        from ..data.dataset import load_glyph_dataset
 
         loaded = load_glyph_dataset(dataset, split=split)
         ds = concatenate_datasets(list(loaded.values())) if hasattr(loaded, "values") else loaded
@@ -695,7 +695,7 @@ def load_glyph_image(
         row = ds[chars.index(character)]
         text = row.get("text")
         return row["image"].convert("L"), f"{label} “{_shorten(text, 40)}”" if text else label
-    from .render import GlyphRenderer, load_font
+    from ..data.render import GlyphRenderer, load_font
 
     font = load_font()
     if not font.covers(character):
@@ -723,7 +723,7 @@ def noising_strip(
     from diffusers import DDPMScheduler
     from diffusers.image_processor import VaeImageProcessor
 
-    from .schedulers import noise_schedule
+    from ..schedulers import noise_schedule
 
     check_positive("num_train_timesteps", num_train_timesteps, 2)
     schedules = [BETA_SCHEDULE_ALIASES.get(s, s) for s in beta_schedules]
@@ -841,7 +841,7 @@ def _flat(groups: Sequence[Sequence[int]] | None) -> list[int] | None:
 
 
 def _add_model_args(parser: argparse.ArgumentParser, steps: bool = True, scheduler_nargs: str | None = None) -> None:
-    from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
+    from ..schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
 
     parser.add_argument(
         "--model", default=None,

@@ -1,6 +1,6 @@
 """The glyph judge: a small CNN that reads a glyph and names its Kangxi radical.
 
-It is the feature network behind the glyph metrics (`glyph_pipeline.metrics`): its penultimate layer
+It is the feature network behind the glyph metrics (`glyph_pipeline.evaluation.metrics`): its penultimate layer
 (globally pooled conv features) plays the role Inception-v3 plays for FID, and its radical prediction
 turns "does the prompt steer the glyph?" into a number. Inception never saw a CJK glyph; a network
 trained on the glyphs themselves measures what matters here (strokes, components, layout).
@@ -35,8 +35,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .atomic import atomic_output
-from .dataset import as_dataset_dict
+from ..atomic import atomic_output
+from ..data.dataset import as_dataset_dict
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -73,7 +73,7 @@ class GlyphJudge(ModelMixin, ConfigMixin):
         batch_norm (`bool`): BatchNorm after the strided convs (faster convergence; cheap at inference).
         dropout (`float`): dropout before the classifier (features are taken before it).
         class_names (`list[str]`, *optional*): names of the classes when they are not radicals (the typeface
-            judge of `glyph_pipeline.typeface` names its fonts).
+            judge of `glyph_pipeline.evaluation.typeface` names its fonts).
     """
 
     @register_to_config
@@ -113,7 +113,7 @@ class GlyphJudge(ModelMixin, ConfigMixin):
         if images.ndim != 4 or images.shape[1] != 1:
             raise GlyphJudgeError(
                 f"The judge takes greyscale images shaped (batch, 1, height, width), got {tuple(images.shape)}; "
-                "convert with glyph_pipeline.judge.to_judge_tensor()."
+                "convert with glyph_pipeline.evaluation.judge.to_judge_tensor()."
             )
         x = resize_glyphs(images.to(device=self.device, dtype=self.dtype), self.config.sample_size)
         return 1.0 - x  # ink = 1, paper = 0: zero padding then looks like paper

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "tiny-32"
 # A LoRA of the shipped model that draws in AR PL UKai's brush (Kai) style.
@@ -117,8 +117,8 @@ def load_glyph_pipeline(
     """
     import torch
 
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
-    from .schedulers import sampling_scheduler
+    from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from ..schedulers import sampling_scheduler
 
     check_lora_settings(lora, lora_scale, lora_start)
     source = check_model(resolve_model(model))
@@ -134,7 +134,7 @@ def load_glyph_pipeline(
     if scheduler is not None:
         pipe.scheduler = sampling_scheduler(scheduler, base_config=pipe.scheduler.config)
     if lora is not None:
-        from .lora import apply_lora
+        from ..lora import apply_lora
 
         apply_lora(pipe, lora, lora_scale)
     pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -168,9 +168,9 @@ def export_slim(
 
     import torch
 
-    from .atomic import atomic_output
-    from .hub import SAMPLES_FILE, is_lora_folder, make_card
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from ..atomic import atomic_output
+    from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from .push import SAMPLES_FILE, is_lora_folder, make_card
 
     src, out = Path(source), Path(dest)
     lora = is_lora_folder(src)
@@ -203,7 +203,7 @@ def export_slim(
         (tmp / "README.md").write_text(str(card), encoding="utf-8")
 
     if lora:
-        from .lora import LORA_WEIGHT_NAME
+        from ..lora import LORA_WEIGHT_NAME
 
         with atomic_output(out) as tmp:
             tmp.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ def export_slim(
         return out
     pipe = GlyphDiffusionPipeline.from_pretrained(src)
     if text_encoder_source:  # e.g. a folder trained before pipelines recorded their encoder's name
-        from .text_encoders import resolve_text_encoder
+        from ..text_encoders import resolve_text_encoder
 
         pipe.register_to_config(text_encoder_source=resolve_text_encoder(text_encoder_source))
     if not pipe.config.text_encoder_source:
@@ -231,8 +231,8 @@ def export_slim(
 
 def _write_records(src: Path, tmp: Path, metrics_record: dict | None, notes: Sequence[str]) -> dict[str, dict]:
     """training_config.json and metrics.json as published (no local paths), into the export folder `tmp`."""
-    from .hub import SAMPLES_FILE, without_local_paths
-    from .model_card import training_compute
+    from ..model_card import training_compute
+    from .push import SAMPLES_FILE, without_local_paths
 
     records = {}
     for name in ("training_config", "metrics"):

@@ -31,7 +31,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_output
+from ..atomic import atomic_output
 
 CACHE_FORMAT_VERSION = 1
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -143,7 +143,7 @@ def _as_pipeline(pipeline_or_encoder: Any, max_sequence_length: int | None):
     """Accept a GlyphDiffusionPipeline or a (tokenizer, text_encoder) pair."""
     if hasattr(pipeline_or_encoder, "encode_prompt"):
         return pipeline_or_encoder
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
     tokenizer, text_encoder = pipeline_or_encoder
     if max_sequence_length is None:

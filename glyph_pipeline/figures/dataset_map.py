@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import atomic_output
-from .figures import FigureError, check_output, check_positive
+from ..atomic import atomic_output
+from .sampling import FigureError, check_output, check_positive
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -90,7 +90,7 @@ def load_map_dataset(source: str | os.PathLike | Dataset, split: str | None = No
 
     if isinstance(source, Dataset):
         return source
-    from .dataset import load_glyph_dataset
+    from ..data.dataset import load_glyph_dataset
 
     loaded = load_glyph_dataset(source, split=split)
     return loaded if isinstance(loaded, Dataset) else concatenate_datasets(list(loaded.values()))

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import as_dataset_dict
+from ..data.dataset import as_dataset_dict
+from ..data.render import DEFAULT_SCALE, FontError, GlyphRenderer, load_font
 from .judge import (
     DEFAULT_CHANNELS,
     GlyphJudge,
@@ -32,7 +33,6 @@ from .judge import (
     save_judge,
     to_judge_tensor,
 )
-from .render import DEFAULT_SCALE, FontError, GlyphRenderer, load_font
 
 # Debian's AR PL fonts (fonts-arphic-ukai, fonts-arphic-uming); None = the packaged Noto Sans CJK.
 ARPHIC = "/usr/share/fonts/truetype/arphic"

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .atomic import write_bytes, write_text
-from .model_card import CARD_MARKER, make_model_card, read_json
+from ..atomic import write_bytes, write_text
+from ..model_card import CARD_MARKER, make_model_card, read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image as PILImage
@@ -222,7 +222,7 @@ def files_to_upload(folder: str | os.PathLike, ignore_patterns: Sequence[str] = 
 
 def is_lora_folder(folder: str | os.PathLike) -> bool:
     """A LoRA adapter folder (the training script's `--lora_rank` output) rather than a whole pipeline."""
-    from .lora import LORA_WEIGHT_NAME
+    from ..lora import LORA_WEIGHT_NAME
 
     root = Path(folder)
     return (root / LORA_WEIGHT_NAME).is_file() and not (root / "model_index.json").exists()
@@ -234,7 +234,7 @@ def make_card(
 ):
     """The card of a pipeline folder, or of a LoRA folder (base model, typeface and its licence, how to load it)."""
     if is_lora_folder(folder):
-        from .model_card.lora import make_lora_card
+        from ..model_card.lora import make_lora_card
 
         return make_lora_card(folder, repo_id, tc, metrics, sample_grid, sample_caption, base_model)
     return make_model_card(folder, repo_id, tc, metrics, sample_grid, sample_caption, dataset_id)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomic import atomic_output
+from ..atomic import atomic_output
 from .render import (
     DEFAULT_PNG_COMPRESS_LEVEL,
     DEFAULT_SCALE,

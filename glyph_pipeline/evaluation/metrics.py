@@ -1,6 +1,6 @@
 """Glyph quality metrics: Fréchet glyph distance (FGD), KID and radical adherence.
 
-* **FGD** is FID with the glyph judge (`glyph_pipeline.judge.GlyphJudge`) in place of Inception: the
+* **FGD** is FID with the glyph judge (`glyph_pipeline.evaluation.judge.GlyphJudge`) in place of Inception: the
   Fréchet distance between Gaussians fitted to the judge's penultimate-layer features of generated and of
   held-out real glyphs. Computed in float64 with an eigen-decomposition matrix square root. FGD is biased
   by the sample count, so it is only comparable at equal `n`; every result carries its `n` and a *real
@@ -34,8 +34,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .atomic import write_text
-from .dataset import as_dataset_dict
+from ..atomic import write_text
+from ..data.dataset import as_dataset_dict
+from ..hub.pretrained import NotAPipelineError, load_glyph_pipeline
+from ..lora import add_lora_args
+from ..schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 from .judge import (
     NUM_RADICALS,
     GlyphJudge,
@@ -48,14 +51,11 @@ from .judge import (
     resize_glyphs,
     to_judge_tensor,
 )
-from .lora import add_lora_args
-from .pretrained import NotAPipelineError, load_glyph_pipeline
-from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
 # Single-word prompts and the Kangxi radical each should produce (simplified/side forms count: the
 # radical number is the same, e.g. 氵 is 85, 钅 is 167). In the spirit of the original article's "Gold".
@@ -515,10 +515,10 @@ def evaluate_pipeline(
     held-out and for training prompts, whose nearest training glyph is closer than 99 % of real held-out
     glyphs are to theirs (`copy_statistics`) — the article's glyphs are meant to be new.
 
-    `typeface` with a `typeface_judge` (`glyph_pipeline.typeface`) adds the share of held-out samples read as
+    `typeface` with a `typeface_judge` (`glyph_pipeline.evaluation.typeface`) adds the share of held-out samples read as
     that typeface (and of the real held-out glyphs, for reference): did a typeface LoRA take?
     """
-    from .schedulers import sampling_scheduler
+    from ..schedulers import sampling_scheduler
 
     t0 = time.perf_counter()
     judge_path = None if isinstance(judge, GlyphJudge) else str(judge)
@@ -805,7 +805,7 @@ def write_json(result: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of ``glyffuser evaluate``."""
-    from .schedulers import RECOMMENDED_SAMPLER, SCHEDULERS
+    from ..schedulers import RECOMMENDED_SAMPLER, SCHEDULERS
 
     parser.add_argument("--model", required=True, help="saved glyph pipeline folder or Hub repo id")
     parser.add_argument("--judge", required=True, help="judge folder from `glyffuser train-judge`")

@@ -6,7 +6,7 @@ page shows
 
 * the glyphs, each labelled with its definition, seed and the radical the judge reads in it;
 * the denoising animation of the first glyph (x_t beside the predicted clean glyph x̂0) and the model's
-  one-step x̂0 from pure noise — the article's figures, made by `glyph_pipeline.figures`;
+  one-step x̂0 from pure noise — the article's figures, made by `glyph_pipeline.figures.sampling`;
 * for every glyph, the Kangxi radical the glyph judge (`artifacts/judge-32`) reads and the 3 nearest real
   glyphs of the training set (pixel distance at the dataset's resolution, with their definitions), so you
   can see whether the model invents or copies.
@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .demo import ARTICLE_PROMPTS
-from .pretrained import SHIPPED_KAI_LORA_START, CallDefaults
+from ..demo import ARTICLE_PROMPTS
+from ..hub.pretrained import SHIPPED_KAI_LORA_START, CallDefaults
 
 if TYPE_CHECKING:
     import torch
 
-    from .judge import GlyphJudge
-    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from ..evaluation.judge import GlyphJudge
+    from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ def validate_request(
     """Check every input before any compute: (request, warnings) or `AppInputError` with a message that names
     the fix. With `scheduler_config` (the model's), the step count is also checked against the sampler. With
     `typefaces` (the base model, then a loaded LoRA's typeface), `typeface` picks one of them."""
-    from .figures import steps_problem
-    from .schedulers import (
+    from ..figures.sampling import steps_problem
+    from ..schedulers import (
         RECOMMENDED_GUIDANCE,
         RECOMMENDED_SAMPLER,
         RECOMMENDED_STEPS,
@@ -278,8 +278,8 @@ class RealGlyphs:
     @classmethod
     def from_dataset(cls, source: str | os.PathLike, split: str = "train") -> RealGlyphs:
         """Decode `split` of a glyph dataset (save_to_disk folder, parquet file or Hub name) at its own size."""
-        from .dataset import load_glyph_dataset
-        from .judge import decode_split
+        from ..data.dataset import load_glyph_dataset
+        from ..evaluation.judge import decode_split
 
         splits = load_glyph_dataset(source)
         if split not in splits:
@@ -295,7 +295,7 @@ class RealGlyphs:
         """The `k` training glyphs closest to each image (RMS pixel difference at the dataset's size)."""
         import torch
 
-        from .metrics import nearest_glyphs
+        from ..evaluation.metrics import nearest_glyphs
 
         x = torch.from_numpy(np.stack([np.asarray(resize_glyph(im, self.size)) for im in images]))
         x = x.reshape(len(images), -1).to(torch.float32) / 255.0
@@ -325,7 +325,7 @@ def ensure_dataset(dataset: str | os.PathLike | None = None, size: int = DATASET
         return os.fspath(dataset)
     target = cache_dir() / f"glyphs-{size}"
     if not (target / "dataset_dict.json").is_file():
-        from .dataset import build_glyph_dataset, save_dataset
+        from ..data.dataset import build_glyph_dataset, save_dataset
 
         print(f"glyffuser app: building the {size} px glyph dataset once, into {target} ...", file=sys.stderr)
         save_dataset(build_glyph_dataset(size=size, progress=False), target, overwrite=True)
@@ -363,14 +363,14 @@ class GlyphResults:
 
 def radical_character(radical: int) -> str:
     """The radical as its ordinary CJK character (⾦ U+2FA6 -> 金 U+91D1), which every CJK font has."""
-    from .metrics import radical_symbol
+    from ..evaluation.metrics import radical_symbol
 
     return unicodedata.normalize("NFKC", radical_symbol(radical))
 
 
 def expected_radicals(prompt: str) -> dict[str, int]:
     """Words of `prompt` whose radical the article's probes know ("gold" -> 167, "water" -> 85 ...)."""
-    from .metrics import PROBES
+    from ..evaluation.metrics import PROBES
 
     words = "".join(c if c.isalpha() else " " for c in prompt.lower()).split()
     return {w: PROBES[w] for w in dict.fromkeys(words) if w in PROBES}
@@ -427,8 +427,8 @@ class GlyphApp:
         training glyphs (built once if needed). A missing model or a `lora` that does not load is an error; a
         missing judge or dataset only disables its panel (see `notes`). `lora_start` (default: the shipped LoRA's
         recommended value for it, else 0): the share of the steps drawn by the base model before the LoRA."""
-        from .lora import lora_typeface
-        from .pretrained import SHIPPED_KAI_LORA, check_lora_settings, load_glyph_pipeline, resolve_model
+        from ..hub.pretrained import SHIPPED_KAI_LORA, check_lora_settings, load_glyph_pipeline, resolve_model
+        from ..lora import lora_typeface
 
         source = resolve_model(model)
         if lora is None and model is None and SHIPPED_KAI_LORA.is_dir():
@@ -445,7 +445,7 @@ class GlyphApp:
         loaded_judge = None
         if judge is not None:
             try:
-                from .judge import load_judge
+                from ..evaluation.judge import load_judge
 
                 loaded_judge = load_judge(judge).to(pipe.device)
             except (OSError, ValueError) as err:
@@ -470,7 +470,7 @@ class GlyphApp:
 
     def request_pipeline(self, sampler: str) -> GlyphDiffusionPipeline:
         """A new pipeline object for one request: the shared weights, its own scheduler and progress bar."""
-        from .figures import use_scheduler
+        from ..figures.sampling import use_scheduler
 
         base = self.pipe
         pipe = type(base)(
@@ -485,7 +485,7 @@ class GlyphApp:
         """Sample every glyph, the first one's denoising animation and one-step view, then read and match them."""
         import torch
 
-        from .figures import _generator, denoising_frames, save_animation, single_step_grid
+        from ..figures.sampling import _generator, denoising_frames, save_animation, single_step_grid
 
         def stage(fraction: float, text: str) -> None:
             if progress is not None:
@@ -528,7 +528,7 @@ class GlyphApp:
         stage(0.95, "Reading radicals and finding the nearest real glyphs")
         glyphs = [GlyphResult(p, s, im, expected=expected_radicals(p)) for (p, s), im in zip(jobs, images)]
         if self.judge is not None:
-            from .metrics import judge_readings
+            from ..evaluation.metrics import judge_readings
 
             _, radicals = judge_readings(self.judge, images)
             for glyph, radical in zip(glyphs, radicals.tolist()):
@@ -648,8 +648,8 @@ def build_demo(app: GlyphApp):
     gr = _import_gradio()
     import torch
 
-    from .figures import FigureError
-    from .schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
+    from ..figures.sampling import FigureError
+    from ..schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
 
     # gr.Progress(track_tqdm=True) below patches tqdm; progress bars left over from loading would then fail in
     # their __del__ (a harmless but alarming "Exception ignored ... AttributeError" on the console): collect them.

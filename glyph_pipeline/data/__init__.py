@@ -1,0 +1,1 @@
+"""Glyph data: Unihan definitions, font rendering, the 🤗 dataset and cached text embeddings."""

@@ -1,0 +1,1 @@
+"""Judging samples: the radical classifier, the typeface classifier and the glyph metrics."""

@@ -1,0 +1,1 @@
+"""The article's pictures and the dataset map."""

@@ -1,0 +1,1 @@
+"""Sharing: the model card, pushing to the Hub, and the shipped model."""
