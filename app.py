@@ -2,7 +2,7 @@
 
     python app.py [--model PATH_OR_REPO] [--port N]     # default model: the shipped pretrained/tiny-32
 
-Needs `pip install -e ".[app]"` (or `glyph-pipeline[app]`); see glyph_pipeline/app.py.
+Needs `pip install -e ".[app]"` (or `glyph-pipeline[app]`); see glyph_pipeline/app/ui.py.
 """
 
 import sys

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import torch
 
-from glyph_pipeline.app.ui import expected_radicals
+from glyph_pipeline.app.core import expected_radicals
 from glyph_pipeline.demo import ARTICLE_PROMPTS
+from glyph_pipeline.evaluation.checks import generate_glyphs
 from glyph_pipeline.evaluation.judge import load_judge
-from glyph_pipeline.evaluation.metrics import generate_glyphs, judge_readings, load_glyph_pipeline, radical_symbol
+from glyph_pipeline.evaluation.metrics import judge_readings, radical_symbol
+from glyph_pipeline.hub.pretrained import load_glyph_pipeline
 from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from glyph_pipeline.evaluation.evaluate import evaluate_pipeline, format_report, write_json
 from glyph_pipeline.evaluation.judge import load_judge, load_judge_metrics
-from glyph_pipeline.evaluation.metrics import evaluate_pipeline, format_report, load_glyph_pipeline, write_json
+from glyph_pipeline.hub.pretrained import load_glyph_pipeline
 
 DEFAULT_SETTINGS = ("dpmsolver++:20:1", "dpmsolver++:20:3")
 

@@ -1,11 +1,11 @@
 """Sampling speed: pipeline overhead over bare UNet calls, and DDPM-1000 vs DPM-Solver++-20 images/s.
 
-Run: python benchmarks/bench_sampling.py [--batch 4] [--steps 20] [--repeats 5] [--ddpm-steps 1000]
+Run: python benchmarks/bench_sampling.py [--batch 4] [--steps N] [--repeats 5] [--ddpm-steps 1000]
 
 Everything is measured side by side in one run (the machine is noisy; ratios are what count):
   * overhead = (pipeline call with N steps) / (N bare UNet forwards on the same CFG-batched inputs),
     medians over interleaved repeats. Goal <= 1.05.
-  * images/s with classifier-free guidance for DDPM (1000 steps) and DPM-Solver++ 2M (20 steps).
+  * images/s with classifier-free guidance for DDPM (1000 steps) and DPM-Solver++ 2M (the recommended 20).
 Model: the tiny-32 preset wired to the offline MiniLM encoder (random UNet weights: speed only).
 """
 
@@ -21,9 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from glyph_pipeline import GlyphDiffusionPipeline, build_unet, sampling_scheduler  # noqa: E402
+from glyph_pipeline.demo import ARTICLE_PROMPTS  # noqa: E402
+from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS  # noqa: E402
 from glyph_pipeline.text_encoders import hidden_size, load_text_encoder  # noqa: E402
-
-PROMPTS = ["gold; metal", "water", "tree; wood", "fire", "speech; words", "woman", "hand", "heart; mind"]
 
 
 def build(encoder_name: str) -> GlyphDiffusionPipeline:
@@ -45,16 +45,16 @@ def bare_unet(pipe, embeds, mask, latents, timesteps) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4, help="prompts per call (x2 UNet batch with CFG)")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=RECOMMENDED_STEPS)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=RECOMMENDED_GUIDANCE)
     parser.add_argument("--ddpm-steps", type=int, default=1000)
     parser.add_argument("--encoder", default="minilm", help="text encoder name/path (default: offline MiniLM)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
     pipe = build(args.encoder)
-    prompts = (PROMPTS * args.batch)[: args.batch]
+    prompts = (ARTICLE_PROMPTS * args.batch)[: args.batch]  # real prompts: their token counts are realistic
     embeds, mask, neg, neg_mask = pipe.encode_prompt(prompts)
     cfg_embeds, cfg_mask = torch.cat([neg, embeds]), torch.cat([neg_mask, mask])
     pipe.scheduler.set_timesteps(args.steps)

@@ -46,6 +46,8 @@ import torch  # noqa: E402
 
 from glyph_pipeline import GlyphDiffusionPipeline, build_unet, training_scheduler  # noqa: E402
 from glyph_pipeline.data.embeddings import cache_text_embeddings  # noqa: E402
+from glyph_pipeline.training.batches import batch_generator, decode_images  # noqa: E402
+from glyph_pipeline.training.loss import diffusion_loss, draw_training_inputs, to_model_pixels  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 UNETS = {
@@ -104,13 +106,12 @@ def encode_main(argv: list[str]) -> None:
 
     from accelerate import Accelerator
 
-    train = load_training_script()
     accelerator = Accelerator(cpu=True)
     tokenizer, encoder = t5_small_shaped_encoder()
     pipe = GlyphDiffusionPipeline(None, None, encoder, tokenizer, max_sequence_length=args.max_length)
     data = glyph_data(args.resolution, args.chars)
     texts = list(data["text"])
-    images = train.decode_images(data, "image", args.resolution, progress=False)
+    images = decode_images(data, "image", args.resolution, progress=False)
     t0 = time.perf_counter()
     cache = cache_text_embeddings(pipe, texts, None, log=lambda *a: None)  # default user cache dir
     cache_seconds = time.perf_counter() - t0
@@ -121,11 +122,11 @@ def encode_main(argv: list[str]) -> None:
     print(f"one-off caption cache: {len(cache.unique_texts)} distinct captions in {cache_seconds:.1f}s "
           f"({'from disk' if cache.from_cache else 'encoded'})")
     for name in args.unet:
-        bench_unet(name, args, train, accelerator, pipe, texts, images, cache)
+        bench_unet(name, args, accelerator, pipe, texts, images, cache)
     sys.stdout.flush()
 
 
-def bench_unet(name, args, train, accelerator, pipe, texts, images, cache) -> None:
+def bench_unet(name, args, accelerator, pipe, texts, images, cache) -> None:
     torch.manual_seed(0)
     unet = build_unet("tiny-32", 512, sample_size=args.resolution, **UNETS[name]).train()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
@@ -138,7 +139,7 @@ def bench_unet(name, args, train, accelerator, pipe, texts, images, cache) -> No
         times: dict[str, float] = {}
         t = time.perf_counter()
         rows = torch.randint(0, n, (args.batch,), generator=torch.Generator().manual_seed(i))
-        x0 = train.to_model_pixels(images[rows])
+        x0 = to_model_pixels(images[rows])
         if naive:
             with torch.no_grad():
                 batch_texts = [texts[r] for r in rows.tolist()]
@@ -150,15 +151,15 @@ def bench_unet(name, args, train, accelerator, pipe, texts, images, cache) -> No
                     text, mask = pipe.encode_prompt(batch_texts, "cpu", 1, False)[:2]
         else:
             text, mask = cache.lookup(rows)
-        g = train.batch_generator(0, 0, i, 0)
-        noise, timesteps, text, mask = train.draw_training_inputs(
+        g = batch_generator(0, 0, i, 0)
+        noise, timesteps, text, mask = draw_training_inputs(
             x0, text, mask, empty_embeds, empty_mask, 1000, 0.1, g
         )
         noisy = sched.add_noise(x0, noise, timesteps)
         t1 = time.perf_counter()
         text_inputs = GlyphDiffusionPipeline.unet_text_inputs(unet.config, text, mask)
         pred = unet(noisy, timesteps, **text_inputs, return_dict=False)[0]
-        loss = train.diffusion_loss(pred, noise, timesteps, sched, "epsilon", None)
+        loss = diffusion_loss(pred, noise, timesteps, sched, "epsilon", None)
         t2 = time.perf_counter()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(unet.parameters(), 1.0)
@@ -245,7 +246,7 @@ def run_script(train, argv: list[str], use_cpu: bool) -> dict:
         reset_accelerate()
 
 
-def build_bare_step(train, args, data: Path, device: torch.device):
+def build_bare_step(args, data: Path, device: torch.device):
     """A bare forward + backward + AdamW step of the script's UNet on one fixed batch, built once."""
     from glyph_pipeline.data.dataset import load_glyph_dataset
 
@@ -254,7 +255,7 @@ def build_bare_step(train, args, data: Path, device: torch.device):
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     forward = torch.compile(unet) if args.compile else unet
     rows = load_glyph_dataset(str(data))["train"].select(range(args.batch))
-    x0 = train.to_model_pixels(train.decode_images(rows, "image", resolution, progress=False)).to(device)
+    x0 = to_model_pixels(decode_images(rows, "image", resolution, progress=False)).to(device)
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(x0.shape, generator=g).to(device)
     t = torch.randint(0, 1000, (args.batch,), generator=g).to(device)
@@ -382,7 +383,7 @@ def loop_main(argv: list[str]) -> None:
         busy += util.samples
         script_times.append((long["train_seconds"] - short["train_seconds"]) / (n3 - n))
         compile_seconds += [run["warm_up"].get("compile_seconds") for run in (short, long)]
-        step = build_bare_step(train, args, data, device)
+        step = build_bare_step(args, data, device)
         bare_times.append((timed(step, n3, device) - timed(step, n, device)) / (n3 - n))
     script_step, bare_step = statistics.median(script_times), statistics.median(bare_times)
     name = torch.cuda.get_device_name() if not use_cpu else f"CPU, {torch.get_num_threads()} thread(s)"

@@ -27,11 +27,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from glyph_pipeline.demo import ARTICLE_PROMPTS
+from glyph_pipeline.evaluation.evaluate import evaluate_pipeline
 from glyph_pipeline.evaluation.judge import load_judge
-from glyph_pipeline.evaluation.metrics import evaluate_pipeline, load_glyph_pipeline
 from glyph_pipeline.evaluation.typeface import load_typeface_judge
-from glyph_pipeline.figures.sampling import generate_grid
-from glyph_pipeline.hub.pretrained import CallDefaults
+from glyph_pipeline.figures.diffusion import generate_grid
+from glyph_pipeline.hub.pretrained import CallDefaults, load_glyph_pipeline
 from glyph_pipeline.lora import apply_lora
 from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 

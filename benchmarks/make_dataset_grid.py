@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from glyph_pipeline.data.dataset import build_glyph_dataset, load_glyph_dataset
-from glyph_pipeline.figures.sampling import labelled_grid
+from glyph_pipeline.figures.layout import labelled_grid
 
 
 def make_grid(dataset, rows: int = 4, cols: int = 8, seed: int = 0, cell: int = 128) -> Image.Image:

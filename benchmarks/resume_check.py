@@ -1,7 +1,7 @@
 """Exact resume on any device: an uninterrupted run against one killed (SIGKILL) right after a checkpoint and
 resumed with `--resume_from_checkpoint latest`; the final UNet and EMA weights must be equal, tensor by tensor.
 
-The test suite proves this on CPU (tests/test_training.py); this script runs the same check where the suite
+The test suite proves this on CPU (tests/training/test_training.py); this script runs the same check where the suite
 cannot, e.g. on a GPU with EMA and bf16 (benchmarks/gpu_check.sh):
 
     python benchmarks/resume_check.py --dataset data/glyphs-32 --config gpu --steps 100 --checkpoint 50 \\

@@ -23,7 +23,7 @@ _EXPORTS = {
     "build_glyph_dataset": "data.dataset",
     "load_glyph_dataset": "data.dataset",
     "GlyphJudge": "evaluation.judge",
-    "evaluate_pipeline": "evaluation.metrics",
+    "evaluate_pipeline": "evaluation.evaluate",
 }
 
 __all__ = list(_EXPORTS)

@@ -14,22 +14,22 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "build-dataset": ("glyph_pipeline.data.dataset", "Render a CJK font + Unihan definitions into a 🤗 dataset"),
+    "build-dataset": ("glyph_pipeline.data.commands", "Render a CJK font + Unihan definitions into a 🤗 dataset"),
     "demo": ("glyph_pipeline.demo", "Offline end-to-end demo: dataset -> tiny model -> samples"),
-    "generate": ("glyph_pipeline.figures.sampling", "Sample glyphs for prompts into a captioned PNG grid"),
+    "generate": ("glyph_pipeline.figures.commands", "Sample glyphs for prompts into a captioned PNG grid"),
     "animate": (
-        "glyph_pipeline.figures.sampling", "GIF of the denoising trajectory x_t beside the predicted clean glyph"
+        "glyph_pipeline.figures.commands", "GIF of the denoising trajectory x_t beside the predicted clean glyph"
     ),
-    "steps-grid": ("glyph_pipeline.figures.sampling", "One prompt and seed sampled with 1, 2, 3, 5, 10, 20... steps"),
-    "noising": ("glyph_pipeline.figures.sampling", "A real glyph noised from t=0 to T, labelled by t and SNR"),
-    "single-step": ("glyph_pipeline.figures.sampling", "The model's one-step prediction from pure noise, over seeds"),
+    "steps-grid": ("glyph_pipeline.figures.commands", "One prompt and seed sampled with 1, 2, 3, 5, 10, 20... steps"),
+    "noising": ("glyph_pipeline.figures.commands", "A real glyph noised from t=0 to T, labelled by t and SNR"),
+    "single-step": ("glyph_pipeline.figures.commands", "The model's one-step prediction from pure noise, over seeds"),
     "dataset-map": ("glyph_pipeline.figures.dataset_map", "UMAP of the glyph dataset (PNG + interactive HTML)"),
     "train-judge": ("glyph_pipeline.evaluation.judge", "Train the radical-classifier CNN used by the glyph metrics"),
     "train-typeface-judge": (
         "glyph_pipeline.evaluation.typeface",
         "Train the typeface classifier (Noto Sans / UKai / UMing) behind --typeface",
     ),
-    "evaluate": ("glyph_pipeline.evaluation.metrics", "Fréchet glyph distance, KID and radical adherence of a model"),
+    "evaluate": ("glyph_pipeline.evaluation.evaluate", "Fréchet glyph distance, KID and radical adherence of a model"),
     "export": (
         "glyph_pipeline.hub.pretrained",
         "Write a trained pipeline as a slim shipped model (fp16 UNet, encoder by name, card)",

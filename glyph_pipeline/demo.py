@@ -181,7 +181,7 @@ def sample(model: Path, prompts: list[str], args: argparse.Namespace):
 
 def demo_grid(columns: list[dict], rows: dict[str, list], title: str):
     """One row per prompt (labelled with it): the font's glyph, then the sample of each sampler in `rows`."""
-    from .figures.sampling import labelled_grid
+    from .figures.layout import labelled_grid
 
     names = ["font glyph (truth)", *rows]
     cells = [[col["truth"], *(images[j] for images in rows.values())] for j, col in enumerate(columns)]
@@ -212,12 +212,14 @@ def article_figures(args: argparse.Namespace) -> int:
     import torch
     from diffusers import DiffusionPipeline
 
-    from .figures import sampling as figures
+    from .figures.animation import denoising_frames, save_animation
+    from .figures.diffusion import generate_grid, single_step_grid, steps_grid
+    from .figures.layout import check_positive, save_image
     from .hub.pretrained import check_model, resolve_model
 
     t0 = time.perf_counter()
     out: Path = args.out
-    figures.check_positive("--images-per-prompt", args.images_per_prompt)
+    check_positive("--images-per-prompt", args.images_per_prompt)
     model = check_model(resolve_model(args.model))
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads or idle_cores())
@@ -227,23 +229,21 @@ def article_figures(args: argparse.Namespace) -> int:
     print(f"[1/5] loaded {type(pipe).__name__} from {model} ({time.perf_counter() - t0:.1f}s; "
           f"text encoder {pipe.config.text_encoder_source or type(pipe.text_encoder).__name__})")
     t = time.perf_counter()
-    grid = figures.generate_grid(pipe, ARTICLE_PROMPTS, args.images_per_prompt, seed=args.seed, cell_size=96,
-                                 title="glyffuser tiny-32: the article's prompts (rows), one seed per column")
-    written = [figures.save_image(grid, out / "article-grid.png")]
+    grid = generate_grid(pipe, ARTICLE_PROMPTS, args.images_per_prompt, seed=args.seed, cell_size=96,
+                         title="glyffuser tiny-32: the article's prompts (rows), one seed per column")
+    written = [save_image(grid, out / "article-grid.png")]
     print(f"[2/5] grid of {len(ARTICLE_PROMPTS)} prompts x {args.images_per_prompt}: {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
-    frames = figures.denoising_frames(pipe, ARTICLE_PROMPTS[0], seed=args.seed, frame_size=192)
-    written.append(figures.save_animation(frames, out / "denoising-gold.gif"))
+    frames = denoising_frames(pipe, ARTICLE_PROMPTS[0], seed=args.seed, frame_size=192)
+    written.append(save_animation(frames, out / "denoising-gold.gif"))
     print(f"[3/5] denoising animation (x_t beside x̂0): {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
-    written.append(
-        figures.save_image(figures.single_step_grid(pipe, "gold", cell_size=96), out / "single-step-gold.png")
-    )
+    written.append(save_image(single_step_grid(pipe, "gold", cell_size=96), out / "single-step-gold.png"))
     print(f"[4/5] single-step x̂0 for 'gold': {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
-    steps = figures.steps_grid(pipe, ARTICLE_PROMPTS[0], (1, 2, 3, 5, 10, 20), ["dpmsolver++", "ddpm"],
-                               seed=args.seed, progress=False)
-    written.append(figures.save_image(steps.image, out / "steps-grid-gold.png"))
+    steps = steps_grid(pipe, ARTICLE_PROMPTS[0], (1, 2, 3, 5, 10, 20), ["dpmsolver++", "ddpm"],
+                       seed=args.seed, progress=False)
+    written.append(save_image(steps.image, out / "steps-grid-gold.png"))
     print(f"[5/5] steps grid (DPM-Solver++ and DDPM at 1-20 steps): {time.perf_counter() - t:.1f}s")
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s")
     for path in written:
@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError) as err:
         print(f"glyffuser demo: error: {err}", file=sys.stderr)
         return 1
-    from .figures.sampling import save_image
+    from .figures.layout import save_image
 
     title = f"glyffuser demo: the font's glyph and samples of {model} ({args.steps} training steps)"
     grid_path = save_image(demo_grid(columns, rows, title), out / "demo-grid.png")

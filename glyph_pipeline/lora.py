@@ -7,7 +7,6 @@ Training adds peft LoRA layers to the UNet's attention projections and resnet co
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -16,8 +15,6 @@ from typing import Any
 
 import torch
 from diffusers import UNet2DConditionModel
-
-from .hub.pretrained import SHIPPED_KAI_LORA_START
 
 # diffusers' file name: `load_lora_weights(folder)` finds it without `weight_name`.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -119,20 +116,6 @@ def apply_lora(pipe, source: str | os.PathLike, scale: float = 1.0, adapter_name
         pipe.load_lora_weights(path, adapter_name=adapter_name)
     if scale != 1.0:
         pipe.set_adapters([adapter_name], [scale])
-
-
-def add_lora_args(parser: argparse.ArgumentParser) -> None:
-    """`--lora` / `--lora-scale` / `--lora-start`, shared by every command that samples."""
-    parser.add_argument("--lora", help="LoRA to apply (folder, .safetensors file or Hub repo), e.g. a typeface")
-    parser.add_argument(
-        "--lora-scale", type=float, default=1.0, help="LoRA strength: 0 = the base model, 1 = as trained (default)"
-    )
-    parser.add_argument(
-        "--lora-start", type=float, default=0.0,
-        help="share of the steps (the first, noisiest) drawn without the LoRA: the base model lays the glyph out, "
-        f"the LoRA draws its strokes (default 0; {SHIPPED_KAI_LORA_START} for the shipped Kai LoRA keeps more of the "
-        "meaning)",
-    )
 
 
 def lora_typeface(source: str | os.PathLike) -> str | None:

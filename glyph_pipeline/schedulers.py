@@ -1,4 +1,4 @@
-"""Noise schedules: the training scheduler and the sampler names users pick from.
+"""Noise schedules and samplers: the training scheduler, the sampler names users pick from, and swapping them.
 
 Every scheduler is built with its noise schedule spelled out (`beta_start`, `beta_end`,
 `beta_schedule`, `prediction_type`). diffusers' `from_config` drops values that were left at their
@@ -9,7 +9,7 @@ swap (e.g. DPMSolverSDE's 0.00085/0.012 scaled_linear): a different model. Expli
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diffusers import (
     DDIMScheduler,
@@ -29,7 +29,10 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .pipeline_glyph_diffusion import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_INFERENCE_STEPS
+from .pipeline_glyph_diffusion import DEFAULT_GUIDANCE_SCALE, DEFAULT_NUM_INFERENCE_STEPS, scheduler_dry_run
+
+if TYPE_CHECKING:
+    from .pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
 # CLI / training names -> (class, extra config). Extras only where a sampler needs them for pixel space.
 SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
@@ -122,3 +125,39 @@ def sampling_scheduler(name: str = RECOMMENDED_SAMPLER, base_config: dict[str, A
         config.update(timestep_spacing="trailing")
     config.update(overrides)
     return cls.from_config(config)
+
+
+def with_recommended(num_inference_steps: int | None = None, guidance_scale: float | None = None) -> tuple[int, float]:
+    """The sampling settings given, None replaced by the recommended ones (the pipeline's defaults)."""
+    steps = RECOMMENDED_STEPS if num_inference_steps is None else num_inference_steps
+    return steps, RECOMMENDED_GUIDANCE if guidance_scale is None else guidance_scale
+
+
+def steps_problem(scheduler: Any, num_inference_steps: int) -> tuple[int | None, str | None]:
+    """(number of UNet calls, None) if `scheduler` can sample with that many steps, else (None, reason).
+
+    The pipeline's own pre-flight check (on a copy: nothing is sampled, the scheduler is untouched), so a
+    figure or the app can refuse a step count before any compute.
+    """
+    try:
+        return scheduler_dry_run(scheduler, num_inference_steps), None
+    except ValueError as err:
+        return None, str(err)
+
+
+def use_scheduler(
+    pipe: GlyphDiffusionPipeline, name: str, base_config: dict[str, Any] | None = None, **overrides: Any
+) -> SchedulerMixin:
+    """Swap `pipe.scheduler` for sampler `name` on the model's own noise schedule; returns the new scheduler.
+
+    `base_config` (default: the current scheduler's) supplies the noise schedule; only that travels (see
+    `sampling_scheduler`). An unknown `name` raises `ValueError` before `pipe` is touched.
+    """
+    base = base_config if base_config is not None else pipe.scheduler.config
+    pipe.scheduler = sampling_scheduler(name, base_config=base, **overrides)
+    return pipe.scheduler
+
+
+def scheduler_label(scheduler: Any) -> str:
+    """The CLI name of a scheduler instance (e.g. 'dpmsolver++'), else its class name."""
+    return next((name for name, (cls, _) in SCHEDULERS.items() if type(scheduler) is cls), type(scheduler).__name__)

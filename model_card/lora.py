@@ -28,7 +28,7 @@ def lora_facts(folder: str | os.PathLike) -> dict[str, Any]:
     """Rank, alpha, target modules, parameter count and file size of the LoRA in `folder` (its header only)."""
     from safetensors import safe_open
 
-    from glyph_pipeline.lora import LORA_WEIGHT_NAME
+    from ..lora import LORA_WEIGHT_NAME
 
     path = Path(folder) / LORA_WEIGHT_NAME
     with safe_open(str(path), "pt") as f:

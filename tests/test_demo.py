@@ -14,16 +14,17 @@ from PIL import Image, ImageSequence
 
 from glyph_pipeline import GlyphDiffusionPipeline, demo
 from glyph_pipeline.cli import main
-from glyph_pipeline.figures import sampling as figures
+from glyph_pipeline.figures.animation import animation_frame_size
+from glyph_pipeline.figures.layout import MARGIN, tile_size
 from glyph_pipeline.hub import pretrained
 from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
 REPO = Path(__file__).resolve().parents[1]
 
 def cell(grid: Image.Image, row: int, col: int, cell_size: int, caption_lines: int, head: int) -> np.ndarray:
-    """Pixels of the glyph in tile (row, col) of a `figures.labelled_grid` whose title strip is `head` px high."""
-    width, height = figures.tile_size(cell_size, caption_lines)
-    left, top = col * width + figures.MARGIN, head + row * height + figures.MARGIN
+    """Pixels of the glyph in tile (row, col) of a `labelled_grid` whose title strip is `head` px high."""
+    width, height = tile_size(cell_size, caption_lines)
+    left, top = col * width + MARGIN, head + row * height + MARGIN
     return np.asarray(grid.convert("L").crop((left, top, left + cell_size, top + cell_size)), dtype=np.int16)
 
 
@@ -41,7 +42,7 @@ def test_article_figures_come_from_the_shipped_model(saved_pipeline_dir, tmp_pat
 
     # The grid: one row per article prompt, seeds 0 and 1, sampled like a plain seeded pipeline call.
     grid = Image.open(out / "article-grid.png")
-    width, height = figures.tile_size(96, 1)
+    width, height = tile_size(96, 1)
     head = grid.height - len(demo.ARTICLE_PROMPTS) * height
     assert grid.width == 3 * width and 0 < head < 60  # label column + 2 seeds; a title strip
     pipe = GlyphDiffusionPipeline.from_pretrained(saved_pipeline_dir)
@@ -54,11 +55,11 @@ def test_article_figures_come_from_the_shipped_model(saved_pipeline_dir, tmp_pat
         assert diff.max() <= 2, (prompts[i], i % 2, diff.max())  # batch-size rounding at most
 
     gif = Image.open(out / "denoising-gold.gif")
-    assert gif.size == figures.animation_frame_size(192)
+    assert gif.size == animation_frame_size(192)
     assert sum(1 for _ in ImageSequence.Iterator(gif)) == RECOMMENDED_STEPS + 1  # x_T ... x_1, then the final sample
     steps_grid = Image.open(out / "steps-grid-gold.png")
-    assert steps_grid.width == 7 * figures.tile_size(96, 2)[0]  # sampler labels + 1, 2, 3, 5, 10, 20 steps
-    assert Image.open(out / "single-step-gold.png").width == 9 * figures.tile_size(96, 1)[0]  # labels + 8 seeds
+    assert steps_grid.width == 7 * tile_size(96, 2)[0]  # sampler labels + 1, 2, 3, 5, 10, 20 steps
+    assert Image.open(out / "single-step-gold.png").width == 9 * tile_size(96, 1)[0]  # labels + 8 seeds
 
 
 @pytest.mark.parametrize(
@@ -98,7 +99,7 @@ def test_train_loop_builds_data_runs_the_training_script_and_samples_its_model(t
         "seen in training", "seen in training", "seen in training", "held out", "new prompt", "new prompt"
     ]  # fmt: skip
     grid = Image.open(out / "demo-grid.png")
-    width, height = figures.tile_size(96, 2)
+    width, height = tile_size(96, 2)
     head = grid.height - len(columns) * height
     assert grid.width == 4 * width and 0 < head < 60
     assert np.array_equal(cell(grid, 0, 1, 96, 2, head), fitted(columns[0]["truth"], 96))

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_pipeline
+from conftest import ENV, launch, tiny_pipeline
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from test_training import ENV, launch
 
 from glyph_pipeline import GlyphDiffusionPipeline
 from glyph_pipeline.lora import LORA_WEIGHT_NAME
@@ -217,7 +216,9 @@ def test_cli_lora_and_scale(lora_run, saved_pipeline_dir, tmp_path):
 
 
 def test_lora_training_refuses_bad_settings(tmp_path, saved_pipeline_dir):
-    from test_training import train
+    from conftest import load_training_script
+
+    train = load_training_script()
 
     base = ["--dataset", str(tmp_path), "--output_dir", str(tmp_path / "out")]
     with pytest.raises(train.TrainingSetupError, match="--pretrained_model_name_or_path"):
@@ -273,7 +274,7 @@ def test_push_lora_folder_then_load_it_from_the_hub(lora_run, saved_pipeline_dir
 def test_app_offers_the_typeface_and_draws_with_it(lora_run, saved_pipeline_dir):
     """The app's typeface choice: the base model draws what it draws without the LoRA, the LoRA's typeface
     differs; an unknown typeface is a message, not a run."""
-    from glyph_pipeline.app.ui import BASE_TYPEFACE, AppInputError, GlyphApp, Limits
+    from glyph_pipeline.app.core import BASE_TYPEFACE, AppInputError, GlyphApp, Limits
     from glyph_pipeline.lora import apply_lora, lora_typeface
 
     out, _ = lora_run
@@ -344,7 +345,7 @@ def test_app_api_draws_the_chosen_typeface(lora_run, saved_pipeline_dir, tmp_pat
     gradio_client = pytest.importorskip("gradio_client", reason="the app test needs the [app] extra")
     from test_app import running_app
 
-    from glyph_pipeline.app.ui import BASE_TYPEFACE
+    from glyph_pipeline.app.core import BASE_TYPEFACE
 
     out, _ = lora_run
     with running_app(saved_pipeline_dir, "--lora", str(out), "--judge", str(tmp_path / "no-judge")) as url:

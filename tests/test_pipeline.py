@@ -364,6 +364,17 @@ def test_save_is_atomic_and_keeps_unrelated_files(pipe, tmp_path):
     assert leftovers == [] and not [p for p in os.listdir(out) if p.startswith(".")]
 
 
+def test_installed_class_loads_a_saved_folder_without_running_its_code(pipe, tmp_path):
+    """The installed class loads its own folders without `trust_remote_code` and runs nothing from them (the reason
+    for the pipeline's `_dict_from_json_file`)."""
+    out = tmp_path / "out"
+    pipe.save_pretrained(out)
+    (out / "pipeline_glyph_diffusion.py").write_text("raise RuntimeError('the folder code ran')\n")
+    loaded = GlyphDiffusionPipeline.from_pretrained(out)
+    assert type(loaded) is GlyphDiffusionPipeline
+    np.testing.assert_array_equal(run(loaded), run(pipe))
+
+
 def test_plain_diffusers_refuses_without_trust_remote_code(saved_pipeline_dir):
     with pytest.raises(ValueError, match="trust_remote_code"):
         DiffusionPipeline.from_pretrained(saved_pipeline_dir)

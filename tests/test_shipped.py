@@ -79,8 +79,9 @@ def test_shipped_remote_code_is_the_package_pipeline():
 def test_the_shipped_model_draws_the_prompted_radical():
     # The article's claim, on the shipped weights: "gold; metal" gets 金 (釒/钅), "water" 氵. The judge reads
     # held-out real glyphs' radicals with 0.84 accuracy; these prompts read 16/16 in benchmarks/article_prompts.py.
+    from glyph_pipeline.evaluation.checks import generate_glyphs
     from glyph_pipeline.evaluation.judge import load_judge
-    from glyph_pipeline.evaluation.metrics import generate_glyphs, judge_readings
+    from glyph_pipeline.evaluation.metrics import judge_readings
 
     # The loader of every command (`glyffuser evaluate --model`, the app): fp16 on disk, float32 to sample.
     shipped = pretrained.load_glyph_pipeline(SHIPPED, device="cpu")
@@ -149,8 +150,9 @@ def test_the_shipped_kai_lora_draws_brush_strokes_and_keeps_the_radical():
     """The shipped typeface LoRA on the shipped model, at its setting (`lora_start`): "gold; metal" comes out in
     AR PL UKai (the typeface judge) and still carries 金 (the three-typeface radical judge). Measured over 256
     held-out prompts: 90 % UKai, probes 0.89 (docs/results.md); 8 seeds here."""
+    from glyph_pipeline.evaluation.checks import generate_glyphs
     from glyph_pipeline.evaluation.judge import load_judge
-    from glyph_pipeline.evaluation.metrics import generate_glyphs, judge_readings
+    from glyph_pipeline.evaluation.metrics import judge_readings
     from glyph_pipeline.evaluation.typeface import load_typeface_judge, typeface_shares
 
     artifacts = SHIPPED.parents[1] / "artifacts"

@@ -5,19 +5,17 @@ definition, the caption the model is conditioned on), ``character``, ``codepoint
 Kangxi ``radical`` / residual ``strokes`` from ``kRSUnicode``. Rows are split into train/test with a
 seeded, deterministic split.
 
-Command line: ``glyffuser build-dataset --out data/glyphs`` (see ``glyffuser build-dataset --help``).
+Command line: ``glyffuser build-dataset --out data/glyphs`` (`data.commands`; see ``--help``).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import random
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +26,7 @@ from .render import (
     DEFAULT_SCALE,
     DEFAULT_SIZE,
     FontError,
+    GlyphFont,
     load_font,
     render_glyphs,
 )
@@ -36,7 +35,6 @@ from .unihan import (
     UNIHAN_LICENSE_NOTE,
     DefinitionCleaner,
     UnihanData,
-    UnihanError,
     block_of,
     load_unihan,
     parse_blocks,
@@ -145,20 +143,140 @@ def _test_characters(reference: str | os.PathLike) -> set[str]:
 
 
 def _validate(
-    size: int, scale: float, test_fraction: float, limit: int | None, num_workers: int | None
+    size: int, scale: float, test_fraction: float, limit: int | None, num_workers: int | None, num_chars: int | None
 ) -> None:
+    """Refuse impossible arguments before the font or Unihan is even opened."""
     if not isinstance(size, int) or size < 8:
         raise GlyphDatasetError(f"size must be an integer >= 8 (e.g. 32, 64, 128), got {size!r}.")
     if not 0 < scale <= 1.5:
-        raise GlyphDatasetError(
-            f"scale must be in (0, 1.5], got {scale}; the original is 100/128 = {DEFAULT_SCALE}."
-        )
+        raise GlyphDatasetError(f"scale must be in (0, 1.5], got {scale}; the original is 100/128 = {DEFAULT_SCALE}.")
     if not 0 <= test_fraction < 1:
         raise GlyphDatasetError(f"test_fraction must be in [0, 1), got {test_fraction}.")
     if limit is not None and limit < 1:
         raise GlyphDatasetError(f"limit must be >= 1, got {limit}.")
     if num_workers is not None and num_workers < 0:
         raise GlyphDatasetError(f"num_workers must be >= 0, got {num_workers}.")
+    if num_chars is not None and num_chars < 1:
+        raise GlyphDatasetError(f"num_chars must be >= 1, got {num_chars}.")
+
+
+# --------------------------------------------------------------------------------------------------
+# The build, step by step: candidates -> rows -> splits -> rendered glyphs -> DatasetDict
+# --------------------------------------------------------------------------------------------------
+
+
+def _candidates(
+    data: UnihanData, glyph_font: GlyphFont, characters: str | Iterable[str] | None, block_names: Sequence[str],
+    report: BuildReport,
+) -> list[int]:
+    """Code points with a Unihan definition in the selection (sorted), checked against the font's coverage."""
+    if characters is not None:
+        requested = sorted({ord(c) for c in characters})
+        report.no_definition = [chr(cp) for cp in requested if cp not in data.definitions]
+        candidates = [cp for cp in requested if cp in data.definitions]
+    else:
+        wanted = set(block_names)
+        candidates = sorted(cp for cp in data.definitions if block_of(cp) in wanted)
+    if not candidates:
+        raise GlyphDatasetError(
+            f"No character with a Unihan definition in the selection (blocks: {', '.join(block_names)})."
+        )
+    if not any(cp in glyph_font.codepoints for cp in candidates):
+        raise FontError(
+            f"{glyph_font.name} ({glyph_font.path}, face {glyph_font.index}) covers none of the "
+            f"{len(candidates):,} selected CJK characters. Pass a CJK font with --font (e.g. Noto Sans CJK)."
+        )
+    return candidates
+
+
+def _collect_rows(
+    candidates: Sequence[int], glyph_font: GlyphFont, data: UnihanData, cleaner: DefinitionCleaner,
+    limit: int | None, report: BuildReport,
+) -> dict[str, list]:
+    """The metadata columns of every usable candidate (in the font, with a non-empty cleaned definition);
+    `report` counts what was kept and dropped per block. The images are rendered later, for chosen rows only."""
+    rows: dict[str, list] = {name: [] for name in COLUMNS}
+    for cp in candidates:
+        if limit is not None and len(rows["codepoint"]) >= limit:
+            break
+        block = block_of(cp)
+        report.candidates[block] += 1
+        if cp not in glyph_font.codepoints:
+            report.missing_from_font[block] += 1
+            if len(report.missing_examples) < 10:
+                report.missing_examples.append(f"U+{cp:04X}")
+            continue
+        text, borrowed = cleaner(cp)
+        if not text:
+            report.empty_definition[block] += 1
+            continue
+        report.borrowed_definition[block] += borrowed
+        report.kept[block] += 1
+        radical, strokes = parse_rs_unicode(data.rs_unicode.get(cp))
+        rows["text"].append(text)
+        rows["character"].append(chr(cp))
+        rows["codepoint"].append(cp)
+        rows["block"].append(block)
+        rows["radical"].append(radical)
+        rows["strokes"].append(strokes)
+    if not rows["codepoint"]:
+        raise GlyphDatasetError("Every selected character was dropped (not in the font or no English definition).")
+    return rows
+
+
+def _split_rows(
+    characters: Sequence[str], held_out: set[str] | None, test_fraction: float, seed: int, num_chars: int | None
+) -> dict[str, list[int]]:
+    """Row indices of each non-empty split, in code point order: `held_out` characters as test, else a seeded
+    `test_fraction`; `num_chars` then keeps a seeded choice of the training rows."""
+    from datasets import Dataset
+
+    n_rows = len(characters)
+    if held_out is not None:
+        members = {
+            "train": [i for i, c in enumerate(characters) if c not in held_out],
+            "test": [i for i, c in enumerate(characters) if c in held_out],
+        }
+    else:
+        n_test = math.ceil(test_fraction * n_rows) if test_fraction > 0 else 0
+        if 0 < n_test < n_rows:
+            # datasets' own seeded split decides membership; each split is then built directly from the
+            # column lists in code point order (no indices mapping to flatten on every save).
+            split = Dataset.from_dict({"row": list(range(n_rows))}).train_test_split(test_size=n_test, seed=seed)
+            # (to_dict: iterating a lazy Column row by row costs seconds for 20k rows)
+            members = {name: sorted(split[name].to_dict()["row"]) for name in ("train", "test")}
+        else:
+            members = {"train": list(range(n_rows))}
+    if num_chars is not None and num_chars < len(members["train"]):
+        members["train"] = sorted(random.Random(seed).sample(members["train"], num_chars))
+    return {name: idx for name, idx in members.items() if idx}
+
+
+def _assemble(
+    rows: dict[str, list], members: dict[str, list[int]], pngs: dict[int, bytes], glyph_font: GlyphFont,
+    data: UnihanData, size: int, scale: float,
+) -> DatasetDict:
+    """One ``Dataset`` per split from the column lists, `pngs` (row index -> PNG bytes) as the images, with
+    the schema, the description and the licences of the sources."""
+    from datasets import Dataset, DatasetDict, DatasetInfo
+
+    features = glyph_features()
+    info = DatasetInfo(
+        features=features,
+        description=(
+            f"CJK glyphs rendered from {glyph_font.name} at {size}px (em = {scale:.4f} x canvas, em box centred), "
+            f"captioned with cleaned English definitions from Unicode {data.version or ''} Unihan kDefinition."
+        ),
+        license=f"{UNIHAN_LICENSE_NOTE} Glyph images: rendered from {glyph_font.name} ({glyph_font.license}).",
+    )
+    # Image dicts with bytes skip datasets' per-row PIL encoding.
+    rows["image"] = [{"bytes": pngs[i], "path": None} if i in pngs else None for i in range(len(rows["codepoint"]))]
+    return DatasetDict(
+        {
+            name: Dataset.from_dict({c: [rows[c][i] for i in idx] for c in COLUMNS}, features=features, info=info)
+            for name, idx in members.items()
+        }
+    )
 
 
 def build_glyph_dataset(
@@ -204,12 +322,8 @@ def build_glyph_dataset(
     Everything that can be checked (arguments, font, face index, Unihan file, coverage) is checked before
     any glyph is rendered.
     """
-    from datasets import Dataset, DatasetDict, DatasetInfo
-
     t0 = time.perf_counter()
-    _validate(size, scale, test_fraction, limit, num_workers)
-    if num_chars is not None and num_chars < 1:
-        raise GlyphDatasetError(f"num_chars must be >= 1, got {num_chars}.")
+    _validate(size, scale, test_fraction, limit, num_workers, num_chars)
     held_out = _test_characters(split_from) if split_from is not None else None
     try:
         block_names = parse_blocks(blocks) if characters is None else ALL_BLOCKS
@@ -227,78 +341,15 @@ def build_glyph_dataset(
         scale=scale,
         limit=limit,
     )
-    if characters is not None:
-        requested = sorted({ord(c) for c in characters})
-        report.no_definition = [chr(cp) for cp in requested if cp not in data.definitions]
-        candidates = [cp for cp in requested if cp in data.definitions]
-    else:
-        wanted = set(block_names)
-        candidates = sorted(cp for cp in data.definitions if block_of(cp) in wanted)
-    if not candidates:
-        raise GlyphDatasetError(
-            f"No character with a Unihan definition in the selection (blocks: {', '.join(block_names)})."
-        )
-    covered = [cp for cp in candidates if cp in glyph_font.codepoints]
-    if not covered:
-        raise FontError(
-            f"{glyph_font.name} ({glyph_font.path}, face {glyph_font.index}) covers none of the "
-            f"{len(candidates):,} selected CJK characters. Pass a CJK font with --font (e.g. Noto Sans CJK)."
-        )
-
+    candidates = _candidates(data, glyph_font, characters, block_names, report)
     cleaner = DefinitionCleaner(data.definitions, resolve_same_as=resolve_same_as)
-    rows: dict[str, list] = {name: [] for name in COLUMNS}
-    for cp in candidates:
-        if limit is not None and len(rows["codepoint"]) >= limit:
-            break
-        block = block_of(cp)
-        report.candidates[block] += 1
-        if cp not in glyph_font.codepoints:
-            report.missing_from_font[block] += 1
-            if len(report.missing_examples) < 10:
-                report.missing_examples.append(f"U+{cp:04X}")
-            continue
-        text, borrowed = cleaner(cp)
-        if not text:
-            report.empty_definition[block] += 1
-            continue
-        report.borrowed_definition[block] += borrowed
-        report.kept[block] += 1
-        radical, strokes = parse_rs_unicode(data.rs_unicode.get(cp))
-        rows["text"].append(text)
-        rows["character"].append(chr(cp))
-        rows["codepoint"].append(cp)
-        rows["block"].append(block)
-        rows["radical"].append(radical)
-        rows["strokes"].append(strokes)
-    if not rows["codepoint"]:
-        raise GlyphDatasetError(
-            "Every selected character was dropped (not in the font or no English definition)."
-        )
+    rows = _collect_rows(candidates, glyph_font, data, cleaner, limit, report)
     t_select = time.perf_counter()
 
-    n_rows = len(rows["codepoint"])
-    if held_out is not None:
-        members = {
-            "train": [i for i, c in enumerate(rows["character"]) if c not in held_out],
-            "test": [i for i, c in enumerate(rows["character"]) if c in held_out],
-        }
-    else:
-        n_test = math.ceil(test_fraction * n_rows) if test_fraction > 0 else 0
-        if 0 < n_test < n_rows:
-            # datasets' own seeded split decides membership; each split is then built directly from the
-            # column lists in code point order (no indices mapping to flatten on every save).
-            split = Dataset.from_dict({"row": list(range(n_rows))}).train_test_split(test_size=n_test, seed=seed)
-            # (to_dict: iterating a lazy Column row by row costs seconds for 20k rows)
-            members = {name: sorted(split[name].to_dict()["row"]) for name in ("train", "test")}
-        else:
-            members = {"train": list(range(n_rows))}
-    if num_chars is not None and num_chars < len(members["train"]):
-        members["train"] = sorted(random.Random(seed).sample(members["train"], num_chars))
-    members = {name: idx for name, idx in members.items() if idx}
+    members = _split_rows(rows["character"], held_out, test_fraction, seed, num_chars)
     # Only the chosen rows are rendered; each glyph is rendered on its own, so a subset's images are the same.
     chosen = sorted(i for idx in members.values() for i in idx)
-    position = {row: k for k, row in enumerate(chosen)}
-    pngs = render_glyphs(
+    rendered = render_glyphs(
         [rows["character"][i] for i in chosen],
         glyph_font,
         size=size,
@@ -309,25 +360,7 @@ def build_glyph_dataset(
     )
     t_render = time.perf_counter()
 
-    features = glyph_features()
-    info = DatasetInfo(
-        features=features,
-        description=(
-            f"CJK glyphs rendered from {glyph_font.name} at {size}px (em = {scale:.4f} x canvas, em box centred), "
-            f"captioned with cleaned English definitions from Unicode {data.version or ''} Unihan kDefinition."
-        ),
-        license=f"{UNIHAN_LICENSE_NOTE} Glyph images: rendered from {glyph_font.name} ({glyph_font.license}).",
-    )
-    # Image dicts with bytes skip datasets' per-row PIL encoding.
-    rows["image"] = [{"bytes": pngs[position[i]], "path": None} if i in position else None for i in range(n_rows)]
-    dsd = DatasetDict(
-        {
-            name: Dataset.from_dict(
-                {col: [rows[col][i] for i in idx] for col in COLUMNS}, features=features, info=info
-            )
-            for name, idx in members.items()
-        }
-    )
+    dsd = _assemble(rows, members, dict(zip(chosen, rendered)), glyph_font, data, size, scale)
     t_end = time.perf_counter()
     report.splits = {name: len(ds) for name, ds in dsd.items()}
     report.seconds = {
@@ -346,17 +379,16 @@ def build_glyph_dataset(
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_target(path: Path, overwrite: bool, what: str) -> None:
+def check_target(path: Path, overwrite: bool, what: str) -> None:
+    """Refuse to replace an existing output unless asked: checked before rendering, and again when saving."""
     if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{what} {path} already exists; pass --overwrite (overwrite=True) to replace it."
-        )
+        raise FileExistsError(f"{what} {path} already exists; pass --overwrite (overwrite=True) to replace it.")
 
 
 def save_dataset(dataset: Dataset | DatasetDict, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """``save_to_disk`` into a temporary folder next to ``out_dir``, then rename: never a half-written dataset."""
     target = Path(out_dir)
-    _check_target(target, overwrite, "Output folder")
+    check_target(target, overwrite, "Output folder")
     with atomic_output(target) as tmp:
         dataset.save_to_disk(str(tmp))
     return target
@@ -371,7 +403,7 @@ def save_parquet(dataset: Dataset | DatasetDict, path: str | os.PathLike, overwr
     from datasets import DatasetDict, Value, concatenate_datasets
 
     target = Path(path)
-    _check_target(target, overwrite, "Parquet file")
+    check_target(target, overwrite, "Parquet file")
     if target.is_dir():
         raise GlyphDatasetError(
             f"--parquet {target} is a directory; give a file name such as glyphs.parquet."
@@ -465,116 +497,3 @@ def load_glyph_dataset(
     if split not in dsd:
         raise GlyphDatasetError(f"Split {split!r} not in {source}; available: {', '.join(dsd)}.")
     return dsd[split]
-
-
-# --------------------------------------------------------------------------------------------------
-# Command line: `glyffuser build-dataset`
-# --------------------------------------------------------------------------------------------------
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``glyffuser build-dataset``."""
-    out = parser.add_argument_group("outputs (at least one)")
-    out.add_argument("--out", type=Path, help="save_to_disk folder (written to a temp folder, then renamed)")
-    out.add_argument("--parquet", type=Path, help="single parquet file with all rows and a 'split' column")
-    out.add_argument("--push-to-hub", metavar="REPO", help="push the DatasetDict to this Hub dataset repo")
-    out.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --out folder / --parquet file"
-    )
-    src = parser.add_argument_group("sources")
-    src.add_argument("--font", type=Path, help="font file (default: Noto Sans CJK from noto-cjk-sans-otc)")
-    src.add_argument(
-        "--font-index", type=int, help="face in a .ttc collection (default: the ' SC' face if any, else 0)"
-    )
-    src.add_argument(
-        "--unihan",
-        type=Path,
-        help="Unihan directory, Unihan.zip or Unihan_Readings.txt[.bz2] (default: unicode-data)",
-    )
-    sel = parser.add_argument_group("selection and rendering")
-    sel.add_argument(
-        "--blocks",
-        default="default",
-        help=f"comma-separated CJK blocks ({', '.join(ALL_BLOCKS)}), 'all', or 'default' (all but compat)",
-    )
-    sel.add_argument("--characters", help="only these characters (overrides --blocks), e.g. '永字八法'")
-    sel.add_argument("--limit", type=int, help="keep only the first N usable characters (tests, demos)")
-    sel.add_argument(
-        "--num-chars", type=int,
-        help="keep a seeded random choice (--seed) of N training characters: an adaptation set, e.g. 500 glyphs "
-        "of a typeface for a LoRA; the test split is kept whole",
-    )
-    sel.add_argument(
-        "--split-from", metavar="DATASET",
-        help="take the test split's characters from this dataset (e.g. the base model's data/glyphs-32), so "
-        "characters held out there stay held out here",
-    )
-    sel.add_argument("--size", type=int, default=DEFAULT_SIZE, help="image size in px (default: 128)")
-    sel.add_argument(
-        "--scale", type=float, default=DEFAULT_SCALE, help="em size / image size (default: 100/128 = 0.78125)"
-    )
-    sel.add_argument(
-        "--resolve-same-as",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="definitions that only say 'same as U+XXXX' borrow the target's definition (default: on)",
-    )
-    sel.add_argument(
-        "--test-fraction", type=float, default=DEFAULT_TEST_FRACTION, help="test split size (0.02)"
-    )
-    sel.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help="seed of the train/test split (default: 0)"
-    )
-    sel.add_argument(
-        "--num-workers", type=int, help="rendering processes (default: all CPUs; 0 = in-process)"
-    )
-    sel.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``glyffuser build-dataset``: validate outputs, build, save, print a summary."""
-    prog = "glyffuser build-dataset"
-    try:
-        if not (args.out or args.parquet or args.push_to_hub):
-            raise GlyphDatasetError(
-                "nothing to write: pass --out DIR, --parquet FILE and/or --push-to-hub REPO."
-            )
-        # Refuse existing outputs before spending time on rendering.
-        if args.out:
-            _check_target(args.out, args.overwrite, "Output folder")
-        if args.parquet:
-            _check_target(args.parquet, args.overwrite, "Parquet file")
-            if args.parquet.is_dir():
-                raise GlyphDatasetError(f"--parquet {args.parquet} is a directory; give a file name.")
-        dsd, report = build_glyph_dataset(
-            font=args.font,
-            font_index=args.font_index,
-            unihan=args.unihan,
-            size=args.size,
-            scale=args.scale,
-            blocks=args.blocks,
-            characters=args.characters,
-            resolve_same_as=args.resolve_same_as,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-            num_workers=args.num_workers,
-            limit=args.limit,
-            num_chars=args.num_chars,
-            split_from=args.split_from,
-            progress=not args.no_progress,
-            return_report=True,
-        )
-        print(report.format())
-        t0 = time.perf_counter()
-        if args.out:
-            print(f"saved to {save_dataset(dsd, args.out, overwrite=args.overwrite)}")
-        if args.parquet:
-            print(f"wrote {save_parquet(dsd, args.parquet, overwrite=args.overwrite)}")
-        if args.push_to_hub:
-            dsd.push_to_hub(args.push_to_hub)
-            print(f"pushed to the Hub: {args.push_to_hub}")
-        print(f"done in {report.seconds['total'] + time.perf_counter() - t0:.1f}s")
-    except (GlyphDatasetError, FontError, UnihanError, FileNotFoundError, FileExistsError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    return 0

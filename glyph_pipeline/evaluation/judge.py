@@ -16,7 +16,6 @@ Command line: ``glyffuser train-judge --dataset DIR --out DIR --epochs E --size 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -24,7 +23,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,17 +35,17 @@ from torch import nn
 
 from ..atomic import atomic_output
 from ..data.dataset import as_dataset_dict
+from ..data.images import NUM_RADICALS, GlyphArrays, concat_arrays, decode_split
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-NUM_RADICALS = 214
 METRICS_NAME = "judge_metrics.json"
 DEFAULT_CHANNELS = (16, 32, 64, 128)
 
 
 class GlyphJudgeError(ValueError):
-    """Unusable judge input: missing folder, dataset without radicals, images of the wrong shape..."""
+    """Unusable judge input: images of the wrong shape, a missing split, a radical judge for a typeface judge..."""
 
 
 def _conv(cin: int, cout: int, stride: int, batch_norm: bool) -> list[nn.Module]:
@@ -175,86 +173,6 @@ def to_judge_tensor(images: Any) -> torch.Tensor:
     if x.dtype == torch.uint8:
         return x.float() / 255.0
     return x.float()
-
-
-@dataclass
-class GlyphArrays:
-    """A dataset split decoded once: uint8 images (N, 1, S, S) plus the columns the metrics need."""
-
-    images: torch.Tensor
-    radicals: np.ndarray  # Kangxi numbers, int64
-    texts: list[str] = field(default_factory=list)
-    characters: list[str] = field(default_factory=list)
-    dropped: int = 0  # rows without a radical
-
-    def __len__(self) -> int:
-        return len(self.radicals)
-
-    def float_images(self, index: Any = slice(None)) -> torch.Tensor:
-        return self.images[index].float() / 255.0
-
-
-def concat_arrays(parts: Sequence[GlyphArrays]) -> GlyphArrays:
-    """Decoded splits, one after the other (one part is returned as it is)."""
-    if len(parts) == 1:
-        return parts[0]
-    return GlyphArrays(
-        images=torch.cat([p.images for p in parts]),
-        radicals=np.concatenate([p.radicals for p in parts]),
-        texts=[t for p in parts for t in p.texts],
-        characters=[c for p in parts for c in p.characters],
-        dropped=sum(p.dropped for p in parts),
-    )
-
-
-def require_columns(ds: Dataset, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in ds.column_names]
-    if missing:
-        raise GlyphJudgeError(
-            f"{what} needs the dataset columns {list(columns)}; missing {missing} (has {ds.column_names}). "
-            "Build one with `glyffuser build-dataset`, whose rows carry the Kangxi `radical` from Unihan kRSUnicode."
-        )
-
-
-def column(ds: Dataset, name: str) -> list:
-    """One column as a list (datasets 4+ returns a lazy `Column` whose items are slow to index one by one)."""
-    return ds.select_columns([name]).to_dict()[name]
-
-
-def decode_split(ds: Dataset, size: int, with_text: bool = True) -> GlyphArrays:
-    """Decode a glyph split to a uint8 tensor at `size` px once (PIL box filter if resizing).
-
-    Rows without a radical (None) are dropped and counted: they can be neither trained on nor scored.
-    """
-    from datasets import Image as ImageFeature
-    from PIL import Image
-
-    require_columns(ds, ["image", "radical"], "The glyph judge")
-    radicals = column(ds, "radical")
-    keep = [i for i, r in enumerate(radicals) if r is not None and 1 <= int(r) <= NUM_RADICALS]
-    dropped = len(radicals) - len(keep)
-    if not keep:
-        raise GlyphJudgeError("No row of this dataset split has a Kangxi radical (1..214).")
-    if dropped:
-        ds = ds.select(keep)
-    raw = ds.cast_column("image", ImageFeature(decode=False))
-    out = np.empty((len(keep), 1, size, size), dtype=np.uint8)
-    i = 0
-    for batch in raw.iter(batch_size=2048):
-        for item in batch["image"]:
-            im = Image.open(io.BytesIO(item["bytes"])) if item.get("bytes") else Image.open(item["path"])
-            im = im.convert("L")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BOX if im.size[0] > size else Image.BILINEAR)
-            out[i, 0] = np.asarray(im)
-            i += 1
-    return GlyphArrays(
-        images=torch.from_numpy(out),
-        radicals=np.asarray([int(radicals[j]) for j in keep], dtype=np.int64),
-        texts=column(ds, "text") if with_text and "text" in ds.column_names else [],
-        characters=column(ds, "character") if "character" in ds.column_names else [],
-        dropped=dropped,
-    )
 
 
 # --------------------------------------------------------------------------------------------------

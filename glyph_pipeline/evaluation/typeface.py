@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from ..data.dataset import as_dataset_dict
+from ..data.images import column
 from ..data.render import DEFAULT_SCALE, FontError, GlyphRenderer, load_font
 from .judge import (
     DEFAULT_CHANNELS,
     GlyphJudge,
     GlyphJudgeError,
-    column,
     fit_classifier,
     load_judge,
     save_judge,
@@ -204,6 +204,21 @@ def typeface_names(judge: GlyphJudge) -> list[str]:
     return list(names)
 
 
+def typeface_statistics(judge: GlyphJudge, typeface: str, generated: Any, real: Any) -> dict[str, Any]:
+    """How the typeface judge reads the samples (and, for reference, the real held-out glyphs)."""
+    names = typeface_names(judge)
+    if typeface not in names:
+        raise GlyphJudgeError(f"The typeface judge knows {', '.join(names)}, not {typeface!r}.")
+    shares, real_shares = typeface_shares(judge, generated), typeface_shares(judge, real)
+    return {
+        "typeface": typeface,
+        "share": shares[typeface],
+        "shares": shares,
+        "real_share": real_shares[typeface],
+        "real_shares": real_shares,
+    }
+
+
 def load_typeface_judge(path: str | os.PathLike, typeface: str | None = None) -> GlyphJudge:
     """Load a typeface judge; with `typeface`, check that it knows that typeface."""
     folder = Path(path)
@@ -265,19 +280,3 @@ def run(args: argparse.Namespace) -> int:
         f"characters never trained on; saved to {args.out}"
     )
     return 0
-
-
-
-def typeface_statistics(judge: GlyphJudge, typeface: str, generated: Any, real: Any) -> dict[str, Any]:
-    """How the typeface judge reads the samples (and, for reference, the real held-out glyphs)."""
-    names = typeface_names(judge)
-    if typeface not in names:
-        raise GlyphJudgeError(f"The typeface judge knows {', '.join(names)}, not {typeface!r}.")
-    shares, real_shares = typeface_shares(judge, generated), typeface_shares(judge, real)
-    return {
-        "typeface": typeface,
-        "share": shares[typeface],
-        "shares": shares,
-        "real_share": real_shares[typeface],
-        "real_shares": real_shares,
-    }

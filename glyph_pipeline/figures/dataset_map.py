@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import atomic_output
-from .sampling import FigureError, check_output, check_positive
+from .layout import FigureError, check_output, check_positive
 
 if TYPE_CHECKING:
     from datasets import Dataset

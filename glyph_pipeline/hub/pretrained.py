@@ -8,6 +8,7 @@ without `pretrained/`) has no shipped model: `shipped_model()` then says how to 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "tiny-32"
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "pretrained" / "tiny-32"
 # A LoRA of the shipped model that draws in AR PL UKai's brush (Kai) style.
 SHIPPED_KAI_LORA = SHIPPED_MODEL.with_name("tiny-32-kai-lora")
 # The share of the steps the shipped Kai LoRA is best switched off for (`lora_start`): the base model lays out
@@ -98,6 +99,20 @@ def check_lora_settings(lora: str | os.PathLike | None, lora_scale: float = 1.0,
         raise ValueError(f"{flag} needs --lora (the adapter it applies to), e.g. --lora pretrained/tiny-32-kai-lora.")
     if not 0.0 <= lora_start < 1.0:
         raise ValueError(f"--lora-start must be a fraction of the steps in [0, 1), got {lora_start}.")
+
+
+def add_lora_args(parser: argparse.ArgumentParser) -> None:
+    """`--lora` / `--lora-scale` / `--lora-start`, shared by every command that samples."""
+    parser.add_argument("--lora", help="LoRA to apply (folder, .safetensors file or Hub repo), e.g. a typeface")
+    parser.add_argument(
+        "--lora-scale", type=float, default=1.0, help="LoRA strength: 0 = the base model, 1 = as trained (default)"
+    )
+    parser.add_argument(
+        "--lora-start", type=float, default=0.0,
+        help="share of the steps (the first, noisiest) drawn without the LoRA: the base model lays the glyph out, "
+        f"the LoRA draws its strokes (default 0; {SHIPPED_KAI_LORA_START} for the shipped Kai LoRA keeps more of the "
+        "meaning)",
+    )
 
 
 def load_glyph_pipeline(

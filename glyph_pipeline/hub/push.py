@@ -29,9 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_bytes, write_text
 from ..model_card import CARD_MARKER, make_model_card, read_json
+from .repo import (
+    _LOGIN_HINT,
+    HubError,
+    HubPushError,
+    check_no_token,
+    explain_hub_error,
+    prepare_hub_repo,
+    resolve_token,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image as PILImage
+
+    from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -54,162 +65,6 @@ IGNORE_PATTERNS: list[str] = [
 ]  # fmt: skip
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".msgpack", ".h5")
 _TEXT_SUFFIXES = (".json", ".md", ".txt", ".py", ".yaml", ".yml", ".cfg", ".jinja", ".csv")
-_TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}(?![A-Za-z0-9])")
-_LOGIN_HINT = (
-    "log in with `hf auth login` (older clients: `huggingface-cli login`), pass a token explicitly "
-    "(`--hub_token` when training, `--token` for `glyffuser push`), or set HF_TOKEN"
-)
-
-
-class HubError(RuntimeError):
-    """A Hub operation could not be done; the message says why and names the fix."""
-
-
-class HubPushError(HubError):
-    """A push failed at the Hub (token, network, server). The folder is complete; `retry_command` re-uploads it."""
-
-    def __init__(self, reason: str, retry_command: str | None):
-        self.reason = reason
-        self.retry_command = retry_command
-        message = reason
-        if retry_command:
-            message += f"\nThe local output is complete. Retry the upload with:\n    {retry_command}"
-        super().__init__(message)
-
-
-# ============================================================================================ token, errors
-def resolve_token(token: str | None = None) -> str | None:
-    """The token to use: explicit > `HF_TOKEN` > the cached login (`hf auth login`). Never stored by us."""
-    if token:
-        return token
-    from huggingface_hub import get_token
-
-    return get_token()
-
-
-def _endpoint() -> str:
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT.rstrip("/")
-
-
-def _chain(err: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while err is not None and err not in seen:
-        seen.append(err)
-        err = err.__cause__ or err.__context__
-    return seen
-
-
-def _is_connection_error(err: BaseException) -> bool:
-    names = {cls.__name__ for cls in type(err).__mro__}
-    return isinstance(err, (ConnectionError, TimeoutError)) or bool(
-        names & {"ConnectError", "ConnectTimeout", "TransportError", "NetworkError", "TimeoutException",
-                 "ConnectionError", "ProxyError", "gaierror"}  # fmt: skip
-    )
-
-
-def explain_hub_error(err: BaseException, action: str, repo_id: str) -> str:
-    """One sentence on what went wrong with `action` on `repo_id`, and how to fix it."""
-    from huggingface_hub.errors import HFValidationError, OfflineModeIsEnabled
-
-    endpoint = _endpoint()
-    chain = _chain(err)
-    for e in chain:
-        if isinstance(e, OfflineModeIsEnabled):
-            return f"HF_HUB_OFFLINE is set, so nothing can be sent to the Hub: unset HF_HUB_OFFLINE to {action}."
-        if isinstance(e, HFValidationError):
-            return f"{repo_id!r} is not a valid repo id ({e}). Use 'name' or 'user-or-org/name'."
-    for e in chain:
-        response = getattr(e, "response", None)
-        status = getattr(response, "status_code", None)
-        if status is None:
-            continue
-        detail = getattr(e, "server_message", None) or str(e).splitlines()[0]
-        if status == 401:
-            return (
-                f"The Hub at {endpoint} rejected the token (401 Unauthorized: invalid, expired or revoked; "
-                f"{detail}). Create a write token at {endpoint}/settings/tokens, then {_LOGIN_HINT}."
-            )
-        if status == 403:
-            return (
-                f"The token is not allowed to {action} {repo_id} (403 Forbidden: {detail}). Use a token with "
-                f"write access to that namespace ({endpoint}/settings/tokens), then {_LOGIN_HINT}."
-            )
-        if status == 404:
-            return f"{repo_id} or its revision was not found on {endpoint} (404: {detail})."
-        if status >= 500:
-            return (
-                f"The Hub at {endpoint} failed to {action} {repo_id} ({status}: {detail}); "
-                "this is usually temporary."
-            )
-        return f"The Hub at {endpoint} refused to {action} {repo_id} ({status}: {detail})."
-    if any(_is_connection_error(e) for e in chain):
-        configured = os.environ.get("HF_ENDPOINT")
-        where = f"HF_ENDPOINT={configured}" if configured else "HF_ENDPOINT is unset, i.e. https://huggingface.co"
-        return (
-            f"Could not reach the Hub at {endpoint} ({type(err).__name__}: {err}). Check the network connection "
-            f"and HF_ENDPOINT ({where})."
-        )
-    return f"Could not {action} {repo_id}: {type(err).__name__}: {err}"
-
-
-def check_no_token(text: str, token: str | None, where: str) -> None:
-    """Refuse to publish `text` if it holds the token or anything that looks like a Hub token."""
-    if token and token in text:
-        raise HubError(f"Refusing to publish {where}: it contains the Hub token in use. Remove it and retry.")
-    match = _TOKEN_LIKE.search(text)
-    if match:
-        raise HubError(
-            f"Refusing to publish {where}: it contains a string that looks like a Hugging Face token "
-            f"({match.group()[:5]}...). Remove it (tokens belong in HF_TOKEN or `hf auth login`) and retry."
-        )
-
-
-# ============================================================================================ repo
-def prepare_hub_repo(
-    repo_id: str, token: str | None = None, private: bool = False, revision: str | None = None
-) -> str:
-    """Check the token and create (or find) the repo and branch, before any training or saving.
-
-    Returns the full repo id (`user/name` when `repo_id` had no namespace). Raises :class:`HubError` in
-    seconds, with the fix in the message, for a missing/invalid/read-only token, a namespace the user
-    can't write to, or an unreachable endpoint.
-    """
-    from huggingface_hub import HfApi
-
-    token = resolve_token(token)
-    if not token:
-        raise HubError(f"No Hugging Face token found to push to {repo_id!r}: {_LOGIN_HINT}.")
-    api = HfApi(token=token)
-    try:
-        me = api.whoami(token=token)
-    except Exception as err:
-        raise HubError(explain_hub_error(err, "check the token for", repo_id)) from err
-    user = me.get("name")
-    role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
-    if role == "read":
-        raise HubError(
-            f"The token of {user!r} is read-only, so it cannot push {repo_id}. Create a token with write access at "
-            f"{_endpoint()}/settings/tokens, then {_LOGIN_HINT}."
-        )
-    namespace = repo_id.split("/", 1)[0] if "/" in repo_id else user
-    allowed = [user] + [o.get("name") for o in me.get("orgs") or []]
-    if role == "write" and namespace not in allowed:  # fine-grained tokens: let the Hub decide
-        raise HubError(
-            f"{user!r} cannot create repos in the namespace {namespace!r} (theirs: {', '.join(map(str, allowed))}). "
-            f"Push to '{user}/{repo_id.split('/')[-1]}' or use a token of a member of {namespace!r}."
-        )
-    try:
-        full_id = api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model").repo_id
-        if revision and revision != "main" and not revision.startswith("refs/pr/"):
-            api.create_branch(full_id, branch=revision, token=token, exist_ok=True)
-    except Exception as err:
-        raise HubError(explain_hub_error(err, "create", repo_id)) from err
-    logger.info(f"Hub repo {full_id} is ready (user {user}{', branch ' + revision if revision else ''}).")
-    return full_id
-
-
 # ============================================================================================ folder checks
 def files_to_upload(folder: str | os.PathLike, ignore_patterns: Sequence[str] = IGNORE_PATTERNS) -> list[str]:
     """The relative paths `push_pipeline_folder` would upload (same filter as `upload_folder`)."""
@@ -424,8 +279,6 @@ def push_pipeline_folder(
     Returns:
         The commit URL (a `huggingface_hub.CommitInfo`, which is a `str`).
     """
-    from huggingface_hub import HfApi
-
     root = Path(folder)
     retry = (
         retry_command(root, repo_id, revision, private, dataset=dataset_id, commit_message=None)
@@ -435,7 +288,7 @@ def push_pipeline_folder(
     if card not in ("auto", "regenerate", "keep"):
         raise ValueError(f"card must be 'auto', 'regenerate' or 'keep', got {card!r}.")
 
-    # ---- 1. local: checks, card, grid (no network; errors here need a fix, not a retry)
+    # 1. local: checks, card, grid (no network; errors here need a fix, not a retry)
     index = check_pipeline_folder(root)
     token = resolve_token(token)
     if not token:
@@ -446,11 +299,44 @@ def push_pipeline_folder(
     elif metrics:
         write_text(root / METRICS_FILE, json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n")
     if sample_grid is None:
-        for candidate in (root / SAMPLES_FILE, root / "validation" / "final.png"):
-            if candidate.is_file():
-                sample_grid = candidate
-                break
+        sample_grid = _default_grid(root)
     grid_png = _png_bytes(sample_grid) if sample_grid is not None else None
+    content, write_card = _card_content(root, repo_id, token, tc, metrics, grid_png, sample_caption, dataset_id, card)
+
+    # 2. stage exactly what is published (links; JSON records without local paths) and scan it, then write the
+    # card and grid into the output folder: a refused push leaves the folder untouched.
+    card_files = {"README.md"} | ({SAMPLES_FILE} if grid_png is not None else set())
+    files = [f for f in files_to_upload(root) if f not in card_files]
+    stage = Path(tempfile.mkdtemp(prefix="glyph-upload-"))
+    try:
+        _stage(root, files, stage)
+        _scan_files_for_tokens(stage, files, token, root)
+        if grid_png is not None and (
+            not (root / SAMPLES_FILE).is_file() or (root / SAMPLES_FILE).read_bytes() != grid_png
+        ):
+            write_bytes(root / SAMPLES_FILE, grid_png)
+        if write_card:
+            write_text(root / "README.md", content)
+        _stage(root, sorted(card_files), stage)
+        # 3. network
+        info = _upload(stage, repo_id, token, revision, private, commit_message, create_pr, index, retry)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    logger.info(f"Pushed {root} to {info}")
+    return info
+
+
+def _default_grid(root: Path) -> Path | None:
+    """The committed grid, else the training script's final validation grid."""
+    return next((p for p in (root / SAMPLES_FILE, root / "validation" / "final.png") if p.is_file()), None)
+
+
+def _card_content(
+    root: Path, repo_id: str, token: str, tc: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
+    grid_png: bytes | None, sample_caption: str | None, dataset_id: str | None, card: str,
+) -> tuple[str, bool]:
+    """The card to publish and whether to write it: ours, unless a person wrote README.md (or `card='keep'`)."""
+    from huggingface_hub import ModelCard
 
     readme = root / "README.md"
     existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
@@ -464,57 +350,98 @@ def push_pipeline_folder(
     else:
         content = existing
         logger.info(f"Keeping the hand-written {readme} (card='{card}').")
-    from huggingface_hub import ModelCard
-
     try:
         ModelCard(content)  # the YAML header must parse
     except Exception as err:
         raise HubError(f"{readme} has invalid YAML metadata ({err}); fix it or push with card='regenerate'.") from err
     check_no_token(content, token, "the model card")
+    return content, write_card
 
-    # ---- 2. stage exactly what is published (links; JSON records without local paths) and scan it, then
-    # write the card and grid into the output folder: a refused push leaves the folder untouched.
-    card_files = {"README.md"} | ({SAMPLES_FILE} if grid_png is not None else set())
-    files = [f for f in files_to_upload(root) if f not in card_files]
-    stage = Path(tempfile.mkdtemp(prefix="glyph-upload-"))
+
+def _upload(
+    stage: Path, repo_id: str, token: str, revision: str | None, private: bool, commit_message: str,
+    create_pr: bool, index: Mapping[str, Any], retry: str | None,
+) -> str:
+    """One commit of the staged folder; the pipeline's component folders are mirrored, other repo files kept."""
+    from huggingface_hub import HfApi
+
     try:
-        _stage(root, files, stage)
-        _scan_files_for_tokens(stage, files, token, root)
-        if grid_png is not None and (
-            not (root / SAMPLES_FILE).is_file() or (root / SAMPLES_FILE).read_bytes() != grid_png
-        ):
-            write_bytes(root / SAMPLES_FILE, grid_png)
-        if write_card:
-            write_text(readme, content)
-        _stage(root, sorted(card_files), stage)
-        files = sorted(files + sorted(card_files))
+        full_id = prepare_hub_repo(repo_id, token=token, private=private, revision=revision)
+    except HubError as err:
+        raise HubPushError(str(err), retry) from err
+    components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+    files = [p for p in stage.rglob("*") if p.is_file()]
+    logger.info(f"Uploading {len(files)} files to {full_id}{'@' + revision if revision else ''}.")
+    try:
+        return HfApi(token=token).upload_folder(
+            repo_id=full_id,
+            folder_path=stage,
+            token=token,
+            revision=revision,
+            commit_message=commit_message,
+            create_pr=create_pr,
+            ignore_patterns=list(IGNORE_PATTERNS),
+            delete_patterns=[f"{c}/*" for c in components],
+        )
+    except Exception as err:
+        raise HubPushError(explain_hub_error(err, "upload to", full_id), retry) from err
 
-        # ---- 3. network
+
+def sample_grid(pipe: GlyphDiffusionPipeline, prompts: Sequence[str], per_prompt: int = 4) -> tuple[PILImage, str]:
+    """A seeded grid (one row per prompt) with the recommended sampler settings, and its caption, for the card."""
+    import torch
+    from diffusers.utils import make_image_grid
+
+    from ..schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
+
+    prompts = list(prompts)
+    generators = [torch.Generator().manual_seed(i) for i in range(len(prompts) * per_prompt)]
+    images = pipe(
+        prompts, num_images_per_prompt=per_prompt, num_inference_steps=RECOMMENDED_STEPS,
+        guidance_scale=RECOMMENDED_GUIDANCE, generator=generators,
+    ).images  # fmt: skip
+    grid = make_image_grid(images, rows=len(prompts), cols=per_prompt, resize=max(images[0].size[0], 64))
+    quoted = ", ".join(f"“{p}”" for p in prompts)
+    caption = (
+        f"Samples, one row per prompt ({quoted}), {per_prompt} seeds each; `{type(pipe.scheduler).__name__}`, "
+        f"{RECOMMENDED_STEPS} steps, guidance scale {RECOMMENDED_GUIDANCE}."
+    )
+    return grid, caption
+
+
+def push_pipeline(
+    pipe: GlyphDiffusionPipeline,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    private: bool = False,
+    create_pr: bool = False,
+    training_config: Mapping[str, Any] | None = None,
+    sample_prompts: Sequence[str] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    variant: str | None = None,
+) -> str:
+    """Push an in-memory pipeline with the glyph model card (`pipe.push_to_hub` gives diffusers' generic card).
+
+    `sample_prompts` renders :func:`sample_grid` (4 seeds per prompt) into the card as `samples.png`. The folder
+    is temporary, so a failed push is retried by calling this again. Returns the commit URL.
+    """
+    with tempfile.TemporaryDirectory(prefix="glyph-push-") as tmp:
+        folder = os.path.join(tmp, "pipeline")
+        pipe.save_pretrained(folder, variant=variant)
+        grid = caption = None
+        if sample_prompts:
+            grid, caption = sample_grid(pipe, sample_prompts)
         try:
-            full_id = prepare_hub_repo(repo_id, token=token, private=private, revision=revision)
-        except HubError as err:
-            raise HubPushError(str(err), retry) from err
-        components = [
-            k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None
-        ]
-        logger.info(f"Uploading {len(files)} files of {root} to {full_id}{'@' + revision if revision else ''}.")
-        try:
-            info = HfApi(token=token).upload_folder(
-                repo_id=full_id,
-                folder_path=stage,
-                token=token,
-                revision=revision,
-                commit_message=commit_message,
-                create_pr=create_pr,
-                ignore_patterns=list(IGNORE_PATTERNS),
-                delete_patterns=[f"{c}/*" for c in components],  # mirror the component folders, keep other files
-            )
-        except Exception as err:
-            raise HubPushError(explain_hub_error(err, "upload to", full_id), retry) from err
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    logger.info(f"Pushed {root} to {info}")
-    return info
+            return push_pipeline_folder(
+                folder, repo_id, token=token, revision=revision, commit_message=commit_message,
+                training_config=training_config, sample_grid=grid, private=private, create_pr=create_pr,
+                metrics=metrics, sample_caption=caption, card="regenerate", retry_hint=False,
+            )  # fmt: skip
+        except HubPushError as err:
+            raise HubError(f"{err.reason} Call push_pipeline again to retry.") from err
 
 
 # ============================================================================================ CLI
@@ -562,9 +489,7 @@ def run(args: argparse.Namespace) -> int:
             root = Path(args.folder)
             check_pipeline_folder(root)
             tc = _load_training_config(root, args.training_config)
-            grid = args.sample_grid or next(
-                (p for p in (root / SAMPLES_FILE, root / "validation" / "final.png") if p.is_file()), None
-            )
+            grid = args.sample_grid or _default_grid(root)
             content = make_card(root, args.repo_id, tc, metrics or read_json(root / METRICS_FILE),
                                 SAMPLES_FILE if grid else None, None, args.dataset).content  # fmt: skip
             check_no_token(content, resolve_token(args.token), "the model card")

@@ -1,5 +1,5 @@
-"""Sharing on the Hub (issue #5): `glyffuser push` / `push_pipeline_folder` / `pipe.push_to_hub`, proven
-against `LocalHub` with the real clients.
+"""Sharing on the Hub: `glyffuser push` / `push_pipeline_folder` / `push_pipeline`, and diffusers' own
+`push_to_hub`, proven against `LocalHub` with the real clients.
 
 Client code runs in subprocesses (`hub_env` sets HF_ENDPOINT before anything imports huggingface_hub, and
 disables Xet); the test process builds folders, inspects the server and compares images. Subprocesses that
@@ -20,16 +20,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import hub_fixtures  # tests/ is on sys.path (its conftest.py)
 import numpy as np
 import pytest
 import torch
-
-try:  # `tests` as a package, or the tests directory on sys.path (pytest's default "prepend" mode)
-    from . import hub_fixtures
-    from .hub_server import LocalHub
-except ImportError:  # pragma: no cover - depends on how pytest was invoked
-    import hub_fixtures  # type: ignore[no-redef]
-    from hub_server import LocalHub  # type: ignore[no-redef]
+from hub_server import LocalHub
 
 from glyph_pipeline import model_card
 from glyph_pipeline.hub import push as hub
@@ -37,7 +32,7 @@ from glyph_pipeline.hub import push as hub
 run_hub_python = hub_fixtures.run_hub_python
 HUB_TOKEN, READ_TOKEN, HUB_USER = hub_fixtures.HUB_TOKEN, hub_fixtures.READ_TOKEN, hub_fixtures.HUB_USER
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO_ROOT / "training" / "train_glyph_diffusion.py"
 PROMPT, STEPS = "water", 4
 TOKEN_LIKE = re.compile(rb"hf_[A-Za-z0-9]{30,}")
@@ -253,7 +248,7 @@ def test_model_card_and_upload_list_without_network(saved_pipeline_dir, pipeline
     assert data["text_encoder"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert data["base_model"] == "user/glyffuser-base"
 
-    # Without a training record the card still describes the saved model (what pipe.push_to_hub gets).
+    # Without a training record the card still describes the saved model (what push_pipeline gets without a record).
     bare = model_card.make_model_card(saved_pipeline_dir, "user/bare").content
     _check_card(bare, "user/bare")
     assert "## Training\n" not in bare and "![" not in bare
@@ -441,18 +436,18 @@ def test_push_then_load_with_plain_diffusers_in_a_fresh_cache_then_offline(
     assert {"installed", "snapshot"} <= set(images.files)
 
 
-def test_pipeline_push_to_hub_writes_the_glyph_card_and_remote_code(
+def test_push_pipeline_writes_the_glyph_card_and_pipe_push_to_hub_is_plain_diffusers(
     local_hub: LocalHub, tmp_path, saved_pipeline_dir, pipeline_files
 ):
     code = f"""
-    import json, sys
+    import json
     from glyph_pipeline import GlyphDiffusionPipeline
+    from glyph_pipeline.hub.push import push_pipeline
     pipe = GlyphDiffusionPipeline.from_pretrained({str(saved_pipeline_dir)!r})
     pipe.set_progress_bar_config(disable=True)
-    out = {{"full": pipe.push_to_hub("user/repo2", sample_prompts=["water", "fire"], metrics={{"fgd": 1.5}})}}
+    out = {{"full": push_pipeline(pipe, "user/repo2", sample_prompts=["water", "fire"], metrics={{"fgd": 1.5}})}}
     pipe.save_pretrained({str(tmp_path / "saved")!r}, push_to_hub=True, repo_id="user/repo4")
-    sys.modules["glyph_pipeline.hub.push"] = None  # as when this class runs as remote code without the package
-    out["minimal"] = pipe.push_to_hub("repo3", commit_message="minimal card")
+    out["plain"] = pipe.push_to_hub("repo3", commit_message="plain diffusers")
     print(json.dumps(out))
     """
     out = _last_json(run_hub_python(code, hub_env(local_hub, tmp_path / "client")).stdout)
@@ -469,24 +464,18 @@ def test_pipeline_push_to_hub_writes_the_glyph_card_and_remote_code(
     assert local_hub.read_file("user/repo2", "samples.png").startswith(b"\x89PNG")
     assert json.loads(local_hub.read_file("user/repo2", "metrics.json")) == {"fgd": 1.5}
 
-    assert local_hub.list_files("user/repo4") == sorted(base)  # save_pretrained(push_to_hub=True) goes the same way
-    _check_card(local_hub.read_file("user/repo4", "README.md").decode(), "user/repo4")
-
-    # Fallback without the package: diffusers' pipeline card (load_or_create_model_card + populate_model_card)
-    # with the glyph description, tags and how to load it; same remote code.
+    # pipe.push_to_hub and save_pretrained(push_to_hub=True) are diffusers' own: its generic card, our atomic save
+    # with the remote-code module, so plain diffusers loads the repo.
     from huggingface_hub import ModelCard
 
-    assert local_hub.list_files("user/repo3") == sorted(base)
-    minimal = local_hub.read_file("user/repo3", "README.md").decode()
-    data = ModelCard(minimal).data.to_dict()
-    assert (data["library_name"], data["pipeline_tag"], data["license"]) == (
-        "diffusers", "text-to-image", "apache-2.0"
-    )
-    assert REQUIRED_TAGS <= set(data["tags"])
-    assert 'DiffusionPipeline.from_pretrained("user/repo3", trust_remote_code=True)' in minimal
-    assert "glyffuser text-to-glyph diffusion model" in minimal and "automatically generated" not in minimal
-    assert local_hub.read_file("user/repo3", "pipeline_glyph_diffusion.py") == module
-    assert local_hub.commits("user/repo3")[0]["title"] == "minimal card"
+    for repo in ("user/repo3", "user/repo4"):
+        assert local_hub.list_files(repo) == sorted(base), repo
+        assert local_hub.read_file(repo, "pipeline_glyph_diffusion.py") == module
+        index = json.loads(local_hub.read_file(repo, "model_index.json"))
+        assert index["_class_name"] == ["pipeline_glyph_diffusion", "GlyphDiffusionPipeline"]
+        plain = local_hub.read_file(repo, "README.md").decode()
+        assert ModelCard(plain).data.to_dict()["library_name"] == "diffusers" and hub.CARD_MARKER not in plain
+    assert local_hub.commits("user/repo3")[0]["title"] == "plain diffusers"
     for repo in ("user/repo2", "user/repo3", "user/repo4"):
         for name in local_hub.list_files(repo):
             assert HUB_TOKEN.encode() not in local_hub.read_file(repo, name), (repo, name)
@@ -630,12 +619,7 @@ def test_glyph_dataset_push_and_load_round_trip(local_hub: LocalHub, tmp_path):
 
 
 # ============================================================================================ training
-def _training_has_hub_flags() -> bool:
-    return TRAIN_SCRIPT.is_file() and "--push_to_hub" in TRAIN_SCRIPT.read_text(encoding="utf-8")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _training_has_hub_flags(), reason="training script has no --push_to_hub yet")
 def test_training_with_a_bad_token_fails_before_the_first_step(local_hub: LocalHub, tmp_path):
     import datasets
     from PIL import Image

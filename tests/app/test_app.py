@@ -5,7 +5,7 @@ The app runs as users start it — the `glyffuser app` command in its own proces
 tiny random pipeline (16 px) and a 16 px dataset of a few dozen glyphs; the radical judge is the shipped one.
 Expected nearest glyphs are recomputed here from the dataset in float64 numpy, independently of the app.
 
-`python tests/test_app.py --model DIR [--dataset DIR] --out docs/app-screenshot.png` drives the same page in
+`python tests/app/test_app.py --model DIR [--dataset DIR] --out docs/app-screenshot.png` drives the same page in
 the browser and saves a screenshot (the README's).
 """
 
@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glyph_pipeline.app.ui import (
+from glyph_pipeline.app.core import (
     ANIMATION_FRAME_SIZE,
     EXAMPLE_PROMPTS,
     AppInputError,
@@ -40,8 +40,8 @@ from glyph_pipeline.app.ui import (
     radical_character,
     validate_request,
 )
-from glyph_pipeline.figures import sampling as figures
-from glyph_pipeline.figures.sampling import animation_frame_size, tile_size
+from glyph_pipeline.figures.animation import animation_frame_size
+from glyph_pipeline.figures.layout import font_px, label_font, line_height, tile_size
 
 # A few dozen characters with varied radicals (as in test_figures), including the article's 金 水 木 火 言 女 手 心.
 CHARACTERS = "永金木水火土日月山川人口手心女子田目石竹米糸言貝車門雨馬魚鳥大小上下中王玉白赤青"
@@ -50,7 +50,7 @@ START_TIMEOUT_S = 180  # a loaded 2-core machine imports torch + diffusers + gra
 WAIT_MS = 60_000
 CHROMIUM = os.environ.get("GLYFFUSER_CHROMIUM", "/usr/bin/chromium")
 GLYFFUSER = Path(sys.executable).with_name("glyffuser")
-JUDGE = Path(__file__).resolve().parents[1] / "artifacts" / "judge-32"
+JUDGE = Path(__file__).resolve().parents[2] / "artifacts" / "judge-32"
 
 
 # ============================================================================================ helpers
@@ -132,7 +132,7 @@ def animation_final_sample(path: str, frames: int, size: int = 16) -> np.ndarray
         assert gif.size == animation_frame_size(ANIMATION_FRAME_SIZE)
         gif.seek(frames - 1)
         last = np.asarray(gif.convert("L"), dtype=int)
-    top = figures._line_height(figures.label_font(figures._font_px(ANIMATION_FRAME_SIZE))) + 3
+    top = line_height(label_font(font_px(ANIMATION_FRAME_SIZE))) + 3
     scale = ANIMATION_FRAME_SIZE // size
     return last[top + scale // 2 : top + ANIMATION_FRAME_SIZE : scale, scale // 2 : ANIMATION_FRAME_SIZE : scale]
 
@@ -289,7 +289,8 @@ def test_queue_is_bounded_and_runs_one_request_at_a_time():
     pytest.importorskip("gradio", reason="the app needs the [app] extra")
     from conftest import tiny_pipeline
 
-    from glyph_pipeline.app.ui import GlyphApp, build_demo
+    from glyph_pipeline.app.core import GlyphApp
+    from glyph_pipeline.app.ui import build_demo
 
     demo = build_demo(GlyphApp(tiny_pipeline(), limits=Limits(max_images=4, max_queue=3)))
     assert demo._queue.max_size == 3
@@ -304,7 +305,7 @@ def test_cli_refuses_a_missing_model_with_a_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("glyffuser app: error:") and "does not exist" in err and "Traceback" not in err
     # app.py at the repository root (the Spaces entry point) is the same command
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "app.py", "--help"], cwd=root, capture_output=True, text=True, check=True)
     assert "--model" in out.stdout and "--port" in out.stdout
 
@@ -476,5 +477,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: conftest, hub_fixtures
     sys.exit(main())

@@ -17,14 +17,22 @@ from PIL import Image, ImageSequence
 
 from glyph_pipeline import noise_schedule, sampling_scheduler
 from glyph_pipeline.cli import main
-from glyph_pipeline.figures import sampling as figures
-from glyph_pipeline.figures.sampling import (
+from glyph_pipeline.figures import commands
+from glyph_pipeline.figures.animation import animation_frame_size, denoising_frames, denoising_trajectory
+from glyph_pipeline.figures.diffusion import single_step_grid, steps_grid
+from glyph_pipeline.figures.layout import (
+    MARGIN,
     FigureError,
-    animation_frame_size,
     caption_height,
+    fit_lines,
+    font_px,
+    label_font,
+    line_height,
     tile_size,
     title_height,
 )
+from glyph_pipeline.hub.pretrained import load_glyph_pipeline
+from glyph_pipeline.schedulers import use_scheduler
 
 # A few dozen characters with varied radicals, for the tiny glyph dataset.
 CHARACTERS = "永金木水火土日月山川人口手心女子田目石竹米糸言貝車門雨馬魚鳥大小上下中王玉白赤青"
@@ -51,7 +59,7 @@ def only_entries(folder: Path) -> list[str]:
 def caption_strip(image: Image.Image, left: int, top: int, cell: int = CELL, lines: int = 1) -> np.ndarray:
     """Pixels of the caption under the tile whose top-left corner is (left, top)."""
     w, _ = tile_size(cell, lines)
-    y = top + cell + 2 * figures.MARGIN
+    y = top + cell + 2 * MARGIN
     return np.asarray(image.crop((left, y, left + w, y + caption_height(cell, lines))))
 
 
@@ -59,7 +67,7 @@ def body_top(grid: Image.Image, rows: int, tile_height: int, cell: int = CELL) -
     """Height of the title strip (one or two lines), checking the rest is exactly `rows` tiles."""
     top = grid.height - rows * tile_height
     one_line = title_height(10**6, cell, "x")
-    line = figures._line_height(figures.label_font(figures._font_px(cell) + 1))
+    line = line_height(label_font(font_px(cell) + 1))
     assert top in (one_line, one_line + line), (top, one_line, line)
     return top
 
@@ -84,9 +92,9 @@ def test_generate_grid_layout_captions_and_pixels(saved_pipeline_dir, tmp_path):
     assert_drawn_and_distinct([caption_strip(grid, c * tw, top, lines=2) for c in range(3)])
 
     # The cell is the pipeline's own image for that seed (NEAREST-upscaled), not a re-implementation.
-    pipe = figures.load_glyph_pipeline(saved_pipeline_dir, "dpmsolver++", "cpu")
+    pipe = load_glyph_pipeline(saved_pipeline_dir, "dpmsolver++", "cpu")
     expected = pipe("water", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
-    m = figures.MARGIN
+    m = MARGIN
     cell = grid.crop((tw + m, top + m, tw + m + CELL, top + m + CELL))
     np.testing.assert_array_equal(np.asarray(cell), np.asarray(expected.resize((CELL, CELL), Image.NEAREST)))
 
@@ -120,10 +128,10 @@ def test_animate_gif_has_one_frame_per_timestep_plus_one(saved_pipeline_dir, tmp
 
 
 def test_trajectory_uses_the_pipeline_loop_for_any_scheduler(saved_pipeline_dir):
-    pipe = figures.load_glyph_pipeline(saved_pipeline_dir, "heun", "cpu")
-    traj = figures.denoising_trajectory(pipe, "gold", num_inference_steps=3, seed=5)
+    pipe = load_glyph_pipeline(saved_pipeline_dir, "heun", "cpu")
+    traj = denoising_trajectory(pipe, "gold", num_inference_steps=3, seed=5)
     assert len(traj.timesteps) == len(traj.inputs) == len(traj.predictions) == pipe.num_timesteps == 5  # Heun: 2n-1
-    frames = figures.denoising_frames(pipe, "gold", num_inference_steps=3, seed=5, frame_size=32)
+    frames = denoising_frames(pipe, "gold", num_inference_steps=3, seed=5, frame_size=32)
     assert len(frames) == pipe.num_timesteps + 1
     # Same seed, same image as a plain call: the animation shows the real sampling run.
     plain = pipe("gold", num_inference_steps=3, generator=torch.Generator().manual_seed(5), output_type="pt").images
@@ -131,8 +139,8 @@ def test_trajectory_uses_the_pipeline_loop_for_any_scheduler(saved_pipeline_dir)
     # The first input is the starting noise; x̂0 are pixel images.
     assert traj.inputs[0].std() > 0.5 and all(p.abs().max() <= 1 for p in traj.predictions)
     # Also for an ancestral sampler, whose step noise comes from the same generator.
-    figures.use_scheduler(pipe, "euler-a")
-    traj = figures.denoising_trajectory(pipe, "gold", num_inference_steps=2, seed=5)
+    use_scheduler(pipe, "euler-a")
+    traj = denoising_trajectory(pipe, "gold", num_inference_steps=2, seed=5)
     plain = pipe("gold", num_inference_steps=2, generator=torch.Generator().manual_seed(5), output_type="pt").images
     torch.testing.assert_close((traj.final.clamp(-1, 1) + 1) / 2, plain, atol=1e-5, rtol=0)
 
@@ -154,8 +162,8 @@ def test_trajectory_with_an_oracle_denoiser(pipe, monkeypatch, name):
         return (a**0.5 * eps - (1 - a) ** 0.5 * glyph,)
 
     monkeypatch.setattr(pipe.unet, "forward", oracle)
-    figures.use_scheduler(pipe, name)
-    traj = figures.denoising_trajectory(pipe, "gold", num_inference_steps=5, seed=0)
+    use_scheduler(pipe, name)
+    traj = denoising_trajectory(pipe, "gold", num_inference_steps=5, seed=0)
     for x0 in traj.predictions:
         torch.testing.assert_close(x0, glyph, atol=1e-4, rtol=0)
     torch.testing.assert_close(traj.final, glyph, atol=1e-4, rtol=0)
@@ -181,15 +189,15 @@ def test_steps_grid_reports_impossible_cells(saved_pipeline_dir, tmp_path, capsy
     top = body_top(grid, 2, th)
     assert grid.width == (1 + 3) * tw
     assert_drawn_and_distinct([caption_strip(grid, c * tw, top + th, lines=2) for c in range(1, 4)])
-    m = figures.MARGIN
+    m = MARGIN
     skipped = np.asarray(grid.crop((tw + m + 2, top + m + 8, tw + m + 6, top + m + 12)))
     assert (skipped == 225).all()  # the crossed-out placeholder
 
 
 def test_steps_grid_fails_when_nothing_can_be_sampled(saved_pipeline_dir):
-    pipe = figures.load_glyph_pipeline(saved_pipeline_dir, None, "cpu")
+    pipe = load_glyph_pipeline(saved_pipeline_dir, None, "cpu")
     with pytest.raises(FigureError, match="No cell can be sampled.*PNDM needs >= 4"):
-        figures.steps_grid(pipe, "gold", [1, 2], ["pndm"], progress=False)
+        steps_grid(pipe, "gold", [1, 2], ["pndm"], progress=False)
 
 
 # ----------------------------------------------------------------------------------------------------- noising
@@ -203,7 +211,7 @@ def test_noising_strip_from_dataset_linear_vs_cosine(glyph_dataset, tmp_path):
     top = body_top(strip, 2, th)
     assert strip.width == (1 + 5) * tw
     assert_drawn_and_distinct([caption_strip(strip, c * tw, top, lines=2) for c in range(1, 6)])
-    m = figures.MARGIN
+    m = MARGIN
 
     def cell(r: int, c: int) -> np.ndarray:
         x, y = (1 + c) * tw + m, top + r * th + m
@@ -244,7 +252,7 @@ def test_single_step_grid(saved_pipeline_dir, tmp_path):
     tw, th = tile_size(CELL, 1)
     top = body_top(grid, 3, th)
     assert grid.width == (1 + 3) * tw  # noise / one-step x̂0 / 2-step sample, 3 seeds
-    m = figures.MARGIN
+    m = MARGIN
     cells = [
         [
             np.asarray(grid.crop((c * tw + m, top + r * th + m, c * tw + m + CELL, top + r * th + m + CELL)))
@@ -262,7 +270,7 @@ def test_single_step_prediction_is_one_unet_call_at_the_last_timestep(pipe):
     calls = []
     hook = pipe.unet.register_forward_hook(lambda mod, args, kwargs_out: calls.append(int(args[1])))
     try:
-        figures.single_step_grid(pipe, "gold", seeds=[0, 1], cell_size=CELL)
+        single_step_grid(pipe, "gold", seeds=[0, 1], cell_size=CELL)
     finally:
         hook.remove()
     assert calls == [999]
@@ -318,13 +326,13 @@ def test_dataset_map_api_pca_and_colour_by_any_column(glyph_dataset, tmp_path):
 )
 def test_bad_input_fails_before_any_work(saved_pipeline_dir, tmp_path, capsys, monkeypatch, argv, message):
     loads = []
-    real_load = figures.load_glyph_pipeline
+    real_load = commands.load_glyph_pipeline
 
     def tracking_load(*args, **kwargs):
         loads.append("load")
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(figures, "load_glyph_pipeline", tracking_load)
+    monkeypatch.setattr(commands, "load_glyph_pipeline", tracking_load)
     out = tmp_path / ("out.gif" if argv[0] == "animate" else "out.png")
     if "-o" not in argv:
         argv = [*argv, "-o", str(out)]
@@ -393,15 +401,15 @@ def test_scheduler_swap_keeps_the_models_schedule_and_drops_solver_keys():
     pipe = tiny_pipeline("deis")
     pipe.scheduler = sampling_scheduler("deis", noise_schedule(beta_schedule="squaredcos_cap_v2"))
     for name in ("dpmsolver-singlestep", "heun", "kdpm2", "dpmsolver-sde", "ddim"):
-        figures.use_scheduler(pipe, name)  # chained swaps: DEIS's algorithm_type must not break singlestep
+        use_scheduler(pipe, name)  # chained swaps: DEIS's algorithm_type must not break singlestep
         assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
-    with pytest.raises(FigureError, match="valid names: ddpm"):
-        figures.use_scheduler(pipe, "dpm")
+    with pytest.raises(ValueError, match="valid names: ddpm"):
+        use_scheduler(pipe, "dpm")
 
 
 def test_fit_lines_wraps_and_shortens():
-    font = figures.label_font(12)
-    lines = figures.fit_lines("a very long definition " * 10, font, 80, 2)
+    font = label_font(12)
+    lines = fit_lines("a very long definition " * 10, font, 80, 2)
     assert len(lines) == 2 and lines[-1].endswith("…") and all(font.getlength(line) <= 80 for line in lines)
-    assert figures.fit_lines("gold", font, 80, 2) == ["gold"]
-    assert all(font.getlength(line) <= 40 for line in figures.fit_lines("x" * 40, font, 40, 5))
+    assert fit_lines("gold", font, 80, 2) == ["gold"]
+    assert all(font.getlength(line) <= 40 for line in fit_lines("x" * 40, font, 40, 5))

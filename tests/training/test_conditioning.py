@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_training import assets, common_args, launch  # noqa: F401  (assets is a fixture)
+from conftest import common_args, launch
 
 NUM_GLYPHS = 6
 MOST = NUM_GLYPHS // 2 + 1  # "most of them": a strict majority
@@ -24,7 +24,7 @@ def nearest_real(samples: np.ndarray, real: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def overfit(assets, tmp_path_factory):  # noqa: F811
+def overfit(assets, tmp_path_factory):
     from glyph_pipeline import GlyphDiffusionPipeline
     from glyph_pipeline.data.dataset import load_glyph_dataset
 

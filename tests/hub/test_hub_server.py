@@ -14,22 +14,14 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import hub_fixtures  # tests/ is on sys.path (its conftest.py)
 import pytest
-
-try:  # `tests` as a package, or the tests directory on sys.path (pytest's default "prepend" mode)
-    from . import hub_fixtures
-    from .hub_server import LocalHub, git_hash, hub_file_url
-except ImportError:  # pragma: no cover - depends on how pytest was invoked
-    import hub_fixtures  # type: ignore[no-redef]
-    from hub_server import LocalHub, git_hash, hub_file_url  # type: ignore[no-redef]
+from hub_server import LocalHub, git_hash, hub_file_url
 
 hub_env = hub_fixtures.hub_env
 run_hub_python = hub_fixtures.run_hub_python
 HUB_TOKEN, OTHER_TOKEN, READ_TOKEN = hub_fixtures.HUB_TOKEN, hub_fixtures.OTHER_TOKEN, hub_fixtures.READ_TOKEN
 HUB_ORG = hub_fixtures.HUB_ORG
-
-# Make the fixture available even before tests/conftest.py re-exports it.
-local_hub = hub_fixtures.local_hub
 
 
 def _last_json(stdout: str) -> dict:

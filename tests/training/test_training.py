@@ -7,118 +7,30 @@ OpenMP threads are many times slower, and one thread keeps results bit-reproduci
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import psutil
 import pytest
 import torch
-from conftest import tiny_text_encoder
+from conftest import ENV, SCRIPT, common_args, launch, load_training_script
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
-CONFIGS = REPO / "training" / "accelerate_configs"
-TINY_16 = dict(block_out_channels=[16, 32, 32], norm_num_groups=8, cross_attention_dim=32, sample_size=16)
-TINY_32 = {**TINY_16, "sample_size": 32}
-JUDGE = REPO / "artifacts" / "judge-32"  # the shipped 32 px radical judge (issue #7)
+from glyph_pipeline.training.batches import EpochPermutationSampler, batch_generator, decode_images
+from glyph_pipeline.training.checkpoints import list_checkpoints, load_checkpoint
+from glyph_pipeline.training.inputs import TrainingSetupError
+from glyph_pipeline.training.loss import diffusion_loss, draw_training_inputs, to_model_pixels
+from glyph_pipeline.training.progress import TrainingDiverged
 
-ENV = {
-    **os.environ,
-    "OMP_NUM_THREADS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "PYTHONUNBUFFERED": "1",
-}
+REPO = Path(__file__).resolve().parents[2]
+JUDGE = REPO / "artifacts" / "judge-32"  # the shipped 32 px radical judge
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_glyph_diffusion", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load_script()
-
-
-# ----------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
-def assets(tmp_path_factory):
-    """One real glyph dataset (128 characters at 32 px), a saved tiny encoder, UNet configs, a shared cache."""
-    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
-
-    root = tmp_path_factory.mktemp("training-assets")
-    dataset = save_dataset(build_glyph_dataset(size=32, limit=128, num_workers=0, progress=False), root / "glyphs")
-    tokenizer, encoder = tiny_text_encoder()
-    tokenizer.save_pretrained(root / "encoder")
-    encoder.save_pretrained(root / "encoder")
-    (root / "unet16.json").write_text(json.dumps(TINY_16))
-    (root / "unet32.json").write_text(json.dumps(TINY_32))
-    return SimpleNamespace(
-        root=root, dataset=dataset, encoder=root / "encoder", unet16=root / "unet16.json",
-        unet32=root / "unet32.json", cache=root / "embedding-cache",
-    )
-
-
-def common_args(assets, out: Path, *extra: str, unet: str = "unet16", resolution: int | None = 16) -> list[str]:
-    args = [
-        "--dataset", str(assets.dataset), "--text_encoder_name_or_path", str(assets.encoder),
-        "--unet_config", str(getattr(assets, unet)), "--max_text_length", "24",
-        "--embedding_cache_dir", str(assets.cache), "--output_dir", str(out),
-        "--lr_warmup_steps", "1", "--validation_prompts", "water", "gold; metal",
-        "--num_validation_images", "2", "--validation_inference_steps", "2", "--report_to", "none",
-    ]
-    if resolution is not None:
-        args += ["--resolution", str(resolution)]
-    return args + list(extra)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(
-    args: list[str], config: str | None = "cpu.yaml", timeout: float = 900, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """`accelerate launch --config_file <config> train_glyph_diffusion.py args` (or plain python if config is None),
-    with `env` added to the environment.
-
-    Past `timeout` the whole process tree is killed (the launcher's workers too, which would otherwise keep the
-    output pipes open) and the test fails with what the run printed, instead of hanging the suite.
-    """
-    if config is None:
-        cmd = [sys.executable, str(SCRIPT), *args]
-    else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config)]
-        if "2proc" in config:
-            cmd += ["--main_process_port", str(free_port())]
-        cmd += [str(SCRIPT), *args]
-    proc = subprocess.Popen(cmd, env={**ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as hung:
-        # torchrun puts each worker in a session of its own: find the tree by parentage, not by process group.
-        for p in [*psutil.Process(proc.pid).children(recursive=True), proc]:
-            p.kill()
-        stdout, stderr = proc.communicate()
-        raise AssertionError(
-            f"{' '.join(cmd)}\nstill running after {timeout}s\n{stdout[-3000:]}\n{stderr[-6000:]}"
-        ) from hung
-    if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)}\nexit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-6000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+train = load_training_script()
 
 
 def unet_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -141,15 +53,36 @@ def in_process():
 # ----------------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def e2e_run(assets, tmp_path_factory):
-    """`accelerate launch` with cpu.yaml: 32 px, 30 steps, checkpoints at 15/30, validation at 15."""
-    out = tmp_path_factory.mktemp("e2e") / "model"
+    """`accelerate launch` with cpu.yaml: 32 px, 30 steps, checkpoints at 15/30, validation at 15; then the final
+    evaluation (`--eval_judge` on a held-out split) and the push to a local Hub. One run serves the end-to-end,
+    learning and evaluation tests: each launch costs the suite a process start and a training set-up."""
+    from hub_fixtures import HUB_TOKEN, HUB_USER, hub_env
+    from hub_server import LocalHub
+
+    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
+
+    root = tmp_path_factory.mktemp("e2e")
+    out, repo = root / "model", "user/evaluated"
+    eval_data = save_dataset(
+        build_glyph_dataset(size=32, limit=40, test_fraction=0.25, num_workers=0, progress=False),
+        root / "eval-glyphs",
+    )
     args = common_args(
         assets, out, "--train_batch_size", "8", "--max_train_steps", "30", "--learning_rate", "1e-3",
         "--lr_scheduler", "constant", "--checkpointing_steps", "15", "--validation_steps", "15", "--use_ema",
-        "--ema_decay", "0.9", "--report_to", "tensorboard", unet="unet32", resolution=None,
-    )
-    result = launch(args)
-    return SimpleNamespace(out=out, stdout=result.stdout, stderr=result.stderr)
+        "--ema_decay", "0.9", "--report_to", "tensorboard",
+        "--eval_judge", str(JUDGE), "--eval_dataset", str(eval_data), "--eval_num_samples", "6",
+        "--eval_inference_steps", "2", "--eval_probe_samples", "1", "--push_to_hub", "--hub_model_id", repo,
+        unet="unet32", resolution=None,
+    )  # fmt: skip
+    hub = LocalHub(tokens={HUB_TOKEN: HUB_USER})
+    with hub:
+        threads = {k: ENV[k] for k in ("OMP_NUM_THREADS", "PYTHONUNBUFFERED", "TOKENIZERS_PARALLELISM")}
+        result = launch(args, base_env=hub_env(hub, root / "client", extra=threads))
+        yield SimpleNamespace(
+            out=out, stdout=result.stdout, stderr=result.stderr, root=root, hub=hub, repo=repo, eval_data=eval_data
+        )
+    assert not hub.server_errors, "LocalHub raised internally:\n" + "\n".join(hub.server_errors)
 
 
 @pytest.mark.slow
@@ -168,7 +101,7 @@ def test_accelerate_launch_end_to_end(e2e_run):
     assert record["steps"] == 30 and record["world_size"] == 1 and record["global_batch_size"] == 8
     assert record["preset"] == "tiny-32" and record["ema"] is True
     assert record["dataset"]["resolution"] == 32 and record["dataset"]["rows"] > 100
-    # The defaults: v-prediction on the cosine schedule (ε on linear betas draws grey paper, FIELD_NOTES §8).
+    # The defaults: v-prediction on the cosine schedule (ε-prediction on linear betas draws grey paper).
     assert record["noise_schedule"]["beta_schedule"] == "squaredcos_cap_v2" and record["samples_per_second"] > 0
     assert record["noise_schedule"]["prediction_type"] == "v_prediction"
     assert not any("token" in k for k in record["args"])
@@ -196,39 +129,21 @@ def test_loss_clearly_decreases(e2e_run):
 
 # ----------------------------------------------------------------------------------------------- evaluation
 @pytest.mark.slow
-def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, local_hub, tmp_path):
+def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(e2e_run):
     """`--eval_judge` runs `glyffuser evaluate` on the saved pipeline; metrics.json feeds the pushed card."""
-    from hub_fixtures import hub_env
-
     from glyph_pipeline import model_card
-    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
     from glyph_pipeline.hub import push as hub
 
-    eval_data = save_dataset(
-        build_glyph_dataset(size=32, limit=40, test_fraction=0.25, num_workers=0, progress=False),
-        tmp_path / "eval-glyphs",
-    )
-    out, repo = tmp_path / "model", "user/evaluated"
-    args = common_args(
-        assets, out, "--train_batch_size", "4", "--max_train_steps", "2", "--checkpointing_steps", "0",
-        "--validation_steps", "0", "--eval_judge", str(JUDGE), "--eval_dataset", str(eval_data),
-        "--eval_num_samples", "6", "--eval_inference_steps", "2", "--eval_probe_samples", "1",
-        "--push_to_hub", "--hub_model_id", repo,
-    )  # fmt: skip
-    env = {**hub_env(local_hub, tmp_path / "client"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu.yaml"), str(SCRIPT)]
-    proc = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-    metrics = json.loads((out / "metrics.json").read_text())
+    local_hub, repo = e2e_run.hub, e2e_run.repo
+    metrics = json.loads((e2e_run.out / "metrics.json").read_text())
     assert metrics["num_generated"] == metrics["num_real"] == 6
     assert metrics["sampler"]["scheduler"] == "dpmsolver++" and metrics["sampler"]["num_inference_steps"] == 2
     assert metrics["fgd"] > 0 and 0.0 <= metrics["adherence"] <= 1.0 and len(metrics["probes"]) == 10
     assert metrics["real_floor"]["num"] == 6
     assert metrics["copies"]["num_training"] == 30 and metrics["copies"]["held_out_prompts"]["num"] == 6
     assert metrics["judge"]["held_out_accuracy"] == pytest.approx(0.842, abs=0.01)
-    assert metrics["judge"]["path"] == str(JUDGE) and metrics["dataset"] == str(eval_data)
-    assert "Glyph metrics: dpmsolver++" in proc.stdout and "radical adherence" in proc.stdout
+    assert metrics["judge"]["path"] == str(JUDGE) and metrics["dataset"] == str(e2e_run.eval_data)
+    assert "Glyph metrics: dpmsolver++" in e2e_run.stdout and "radical adherence" in e2e_run.stdout
 
     # The card shows the numbers; the published metrics.json is the local one without the machine's paths.
     card = local_hub.read_file(repo, "README.md").decode()
@@ -239,7 +154,7 @@ def test_eval_judge_scores_the_final_pipeline_and_the_card_shows_it(assets, loca
     published = json.loads(local_hub.read_file(repo, "metrics.json"))
     assert published == hub.without_local_paths(metrics) and published["judge"]["path"] == "<local path>"
     for name in local_hub.list_files(repo):
-        assert str(tmp_path).encode() not in local_hub.read_file(repo, name), name
+        assert str(e2e_run.root).encode() not in local_hub.read_file(repo, name), name
 
 
 # ----------------------------------------------------------------------------------------------- exact resume
@@ -316,10 +231,10 @@ def test_resume_puts_the_ema_back_on_the_model_device(tmp_path):
     fresh = EMAModel(torch.nn.Linear(3, 2).parameters(), decay=0.9)
     resumer = Accelerator(cpu=True)
     resumer.register_for_checkpointing(fresh)
-    train.load_checkpoint(resumer, tmp_path / "checkpoint-1", fresh, torch.device("cpu"))
+    load_checkpoint(resumer, tmp_path / "checkpoint-1", fresh, torch.device("cpu"))
     assert fresh.optimization_step == ema.optimization_step == 1
     assert all(torch.equal(a, b) for a, b in zip(fresh.shadow_params, ema.shadow_params))
-    train.load_checkpoint(resumer, tmp_path / "checkpoint-1", fresh, torch.device("meta"))
+    load_checkpoint(resumer, tmp_path / "checkpoint-1", fresh, torch.device("meta"))
     assert {p.device.type for p in fresh.shadow_params} == {"meta"}
 
 
@@ -363,7 +278,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(assets, tmp_path, in_process, 
     # The loss is read on the host every 5 steps and before each checkpoint: the NaN of step 3 is found when
     # checkpoint-4 is due, and checkpoint-4 is never written.
     monkeypatch.setenv("GLYFFUSER_DEBUG_NAN_AT_STEP", "3")
-    with pytest.raises(train.TrainingDiverged, match=r"Loss is nan at step 3.*checkpoint-2"):
+    with pytest.raises(TrainingDiverged, match=r"Loss is nan at step 3.*checkpoint-2"):
         train.main(args)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2"]
     assert load_file(str(out / "checkpoint-2" / "model.safetensors"))
@@ -442,7 +357,7 @@ def test_bad_input_fails_before_training(case, assets, tmp_path):
     if "--output_dir" in extra:
         out = Path(extra[extra.index("--output_dir") + 1].format(tmp=tmp_path))
     before = sorted(p.name for p in tmp_path.iterdir())
-    with pytest.raises(train.TrainingSetupError, match=message):
+    with pytest.raises(TrainingSetupError, match=message):
         train.main(train.parse_args(argv))
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written anywhere
@@ -506,7 +421,7 @@ def test_pixels_are_minus_one_to_one_with_white_paper(assets):
     from glyph_pipeline.data.dataset import load_glyph_dataset
 
     dataset = load_glyph_dataset(str(assets.dataset), split="train").select(range(8))
-    pixels = train.to_model_pixels(train.decode_images(dataset, "image", 16, progress=False))
+    pixels = to_model_pixels(decode_images(dataset, "image", 16, progress=False))
     assert pixels.shape == (8, 1, 16, 16) and pixels.dtype == torch.float32
     assert pixels.max() == 1.0 and pixels.min() < -0.5  # ink reaches near black after resizing 32 -> 16
     assert (pixels == 1.0).float().mean() > 0.4  # mostly white paper
@@ -516,7 +431,7 @@ def test_cond_dropout_swaps_embedding_and_mask():
     x0 = torch.zeros(64, 1, 8, 8)
     text, mask = torch.randn(64, 5, 4), torch.ones(64, 5, dtype=torch.long)
     empty, empty_mask = torch.full((1, 5, 4), 7.0), torch.tensor([[1, 0, 0, 0, 0]])
-    _, t, out, out_mask = train.draw_training_inputs(
+    _, t, out, out_mask = draw_training_inputs(
         x0, text, mask, empty, empty_mask, 1000, 0.5, torch.Generator().manual_seed(0)
     )
     dropped = (out == 7.0).all(dim=(1, 2))
@@ -524,7 +439,7 @@ def test_cond_dropout_swaps_embedding_and_mask():
     assert torch.equal(out_mask[dropped], empty_mask.expand(int(dropped.sum()), -1))
     assert torch.equal(out[~dropped], text[~dropped]) and torch.equal(out_mask[~dropped], mask[~dropped])
     assert t.min() >= 0 and t.max() < 1000
-    _, _, kept, _ = train.draw_training_inputs(x0, text, mask, empty, empty_mask, 1000, 0.0, torch.Generator())
+    _, _, kept, _ = draw_training_inputs(x0, text, mask, empty, empty_mask, 1000, 0.0, torch.Generator())
     assert torch.equal(kept, text)
 
 
@@ -540,24 +455,24 @@ def test_min_snr_weighting(prediction_type):
     per_sample = ((pred - target) ** 2).mean(dim=(1, 2, 3))
     snr = compute_snr(sched, t)
     expected_weight = torch.minimum(snr, torch.tensor(5.0)) / (snr if prediction_type == "epsilon" else snr + 1)
-    got = train.diffusion_loss(pred, target, t, sched, prediction_type, 5.0)
+    got = diffusion_loss(pred, target, t, sched, prediction_type, 5.0)
     torch.testing.assert_close(got, (per_sample * expected_weight).mean())
-    torch.testing.assert_close(train.diffusion_loss(pred, target, t, sched, prediction_type, None), per_sample.mean())
+    torch.testing.assert_close(diffusion_loss(pred, target, t, sched, prediction_type, None), per_sample.mean())
 
 
 def test_data_order_is_a_function_of_seed_and_epoch(tmp_path):
-    sampler = train.EpochPermutationSampler(50, seed=3)
+    sampler = EpochPermutationSampler(50, seed=3)
     first = list(sampler)
     assert sorted(first) == list(range(50)) and list(sampler) == first
     sampler.epoch = 1
     assert list(sampler) != first
-    g1, g2 = train.batch_generator(0, 1, 2, 0), train.batch_generator(0, 1, 2, 0)
+    g1, g2 = batch_generator(0, 1, 2, 0), batch_generator(0, 1, 2, 0)
     assert torch.equal(torch.randn(3, generator=g1), torch.randn(3, generator=g2))
-    assert not torch.equal(torch.randn(3, generator=train.batch_generator(0, 1, 2, 1)), torch.randn(3, generator=g1))
+    assert not torch.equal(torch.randn(3, generator=batch_generator(0, 1, 2, 1)), torch.randn(3, generator=g1))
 
     for name in ("checkpoint-2", "checkpoint-10", "checkpoint-11.tmp", "checkpoint-x"):
         (tmp_path / name).mkdir()
-    assert [p.name for p in train.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
 
 
 def test_fine_tune_a_saved_pipeline(assets, saved_pipeline_dir, tmp_path, in_process):

@@ -15,11 +15,13 @@ import pytest
 import torch
 from conftest import tiny_pipeline
 
+from glyph_pipeline.data.dataset import GlyphDatasetError
+from glyph_pipeline.data.images import decode_split
 from glyph_pipeline.evaluation import metrics
+from glyph_pipeline.evaluation.checks import generate_glyphs
+from glyph_pipeline.evaluation.evaluate import evaluate_pipeline, format_report
 from glyph_pipeline.evaluation.judge import (
     GlyphJudge,
-    GlyphJudgeError,
-    decode_split,
     load_judge,
     load_judge_metrics,
     random_shift,
@@ -30,20 +32,16 @@ from glyph_pipeline.evaluation.judge import (
 from glyph_pipeline.evaluation.metrics import (
     PROBES,
     GlyphMetricsError,
-    evaluate_pipeline,
-    format_report,
     frechet_distance,
     frechet_glyph_distance,
-    generate_glyphs,
     glyph_scores,
     judge_readings,
     kernel_distance,
-    load_glyph_pipeline,
     majority_rate,
     radical_adherence,
     sqrtm_psd,
 )
-from glyph_pipeline.hub.pretrained import NotAPipelineError
+from glyph_pipeline.hub.pretrained import NotAPipelineError, load_glyph_pipeline
 
 RADICALS = tuple(sorted(set(PROBES.values())))  # 38 61 64 75 85 86 140 149 167
 PER_RADICAL = 200
@@ -343,9 +341,9 @@ def test_missing_judge_folder(tmp_path):
 
 def test_dataset_without_radical_column(glyph_data, judge, tiny):
     no_radical = glyph_data["test"].remove_columns("radical")
-    with pytest.raises(GlyphJudgeError, match="radical"):
+    with pytest.raises(GlyphDatasetError, match="radical"):
         train_judge(no_radical, epochs=1)
-    with pytest.raises(GlyphJudgeError, match="radical"):
+    with pytest.raises(GlyphDatasetError, match="radical"):
         evaluate_pipeline(tiny, judge, no_radical, num_samples=4)
 
 
