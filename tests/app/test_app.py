@@ -378,7 +378,9 @@ def test_api_reports_progress_while_sampling(app_url):
         unit["index"] for m in messages if m["msg"] == "progress" for unit in m["progress_data"]
         if unit["desc"] == "Sampling 1 glyph" and unit["index"] is not None
     ]  # fmt: skip
-    assert steps == list(range(6))  # the sampler's own progress bar, step by step
+    # the sampler's own progress bar, step by step; the bar's closing state (6 of 6) arrives only when it beats
+    # the completion message
+    assert steps in (list(range(6)), list(range(7))), steps
 
 
 def test_api_bad_input_is_a_message_not_a_traceback(client_factory):
