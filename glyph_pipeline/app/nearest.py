@@ -36,14 +36,6 @@ class Neighbour:
     image: Image.Image
 
 
-def resize_glyph(image: Image.Image, size: int) -> Image.Image:
-    """Greyscale at `size` px, resized as `data.images.decode_split` resizes the dataset (box down, bilinear up)."""
-    image = image.convert("L")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BOX if image.size[0] > size else Image.BILINEAR)
-    return image
-
-
 class RealGlyphs:
     """The training split decoded once (uint8) with a nearest-neighbour search by pixel distance."""
 
@@ -83,9 +75,10 @@ class RealGlyphs:
         """The `k` training glyphs closest to each image (RMS pixel difference at the dataset's size)."""
         import torch
 
+        from ..data.images import to_glyph_size
         from ..evaluation.metrics import nearest_glyphs
 
-        x = torch.from_numpy(np.stack([np.asarray(resize_glyph(im, self.size)) for im in images]))
+        x = torch.from_numpy(np.stack([np.asarray(to_glyph_size(im, self.size)) for im in images]))
         x = x.reshape(len(images), -1).to(torch.float32) / 255.0
         rms, indices = nearest_glyphs(x, self._flat, k, self._sq_norms)
         return [

@@ -8,7 +8,7 @@ reading the same pixels.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from .dataset import GlyphDatasetError
 
 if TYPE_CHECKING:
     from datasets import Dataset
+    from PIL.Image import Image as PILImage
 
 NUM_RADICALS = 214  # Kangxi radicals, numbered 1..214 (Unihan kRSUnicode)
 
@@ -68,14 +69,32 @@ def column(ds: Dataset, name: str) -> list:
     return ds.select_columns([name]).to_dict()[name]
 
 
+def open_images(ds: Dataset, column: str = "image", batch_size: int = 2048) -> Iterator[PILImage]:
+    """Each image of `column`, opened from its stored bytes (or path): no decoding pass of `datasets` first."""
+    from datasets import Image as ImageFeature
+    from PIL import Image
+
+    raw = ds.select_columns([column]).cast_column(column, ImageFeature(decode=False))
+    for batch in raw.iter(batch_size=batch_size):
+        for item in batch[column]:
+            yield Image.open(io.BytesIO(item["bytes"])) if item.get("bytes") else Image.open(item["path"])
+
+
+def to_glyph_size(image: PILImage, size: int) -> PILImage:
+    """Greyscale at `size` px: box filter down, bilinear up (how the judge, the metrics and the app read glyphs)."""
+    from PIL import Image
+
+    image = image.convert("L")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BOX if image.size[0] > size else Image.BILINEAR)
+    return image
+
+
 def decode_split(ds: Dataset, size: int, with_text: bool = True) -> GlyphArrays:
     """Decode a glyph split to a uint8 tensor at `size` px once (PIL box filter if resizing).
 
     Rows without a radical (None) are dropped and counted: they can be neither trained on nor scored.
     """
-    from datasets import Image as ImageFeature
-    from PIL import Image
-
     require_columns(ds, ["image", "radical"], "The glyph judge")
     radicals = column(ds, "radical")
     keep = [i for i, r in enumerate(radicals) if r is not None and 1 <= int(r) <= NUM_RADICALS]
@@ -84,17 +103,9 @@ def decode_split(ds: Dataset, size: int, with_text: bool = True) -> GlyphArrays:
         raise GlyphDatasetError("No row of this dataset split has a Kangxi radical (1..214).")
     if dropped:
         ds = ds.select(keep)
-    raw = ds.cast_column("image", ImageFeature(decode=False))
     out = np.empty((len(keep), 1, size, size), dtype=np.uint8)
-    i = 0
-    for batch in raw.iter(batch_size=2048):
-        for item in batch["image"]:
-            im = Image.open(io.BytesIO(item["bytes"])) if item.get("bytes") else Image.open(item["path"])
-            im = im.convert("L")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BOX if im.size[0] > size else Image.BILINEAR)
-            out[i, 0] = np.asarray(im)
-            i += 1
+    for i, image in enumerate(open_images(ds)):
+        out[i, 0] = np.asarray(to_glyph_size(image, size))
     return GlyphArrays(
         images=torch.from_numpy(out),
         radicals=np.asarray([int(radicals[j]) for j in keep], dtype=np.int64),
@@ -104,4 +115,7 @@ def decode_split(ds: Dataset, size: int, with_text: bool = True) -> GlyphArrays:
     )
 
 
-__all__ = ["NUM_RADICALS", "GlyphArrays", "column", "concat_arrays", "decode_split", "require_columns"]
+__all__ = [
+    "NUM_RADICALS", "GlyphArrays", "column", "concat_arrays", "decode_split", "open_images", "require_columns",
+    "to_glyph_size",
+]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.embeddings import TextEmbeddingCache, cache_text_embeddings, encoder_fingerprint
+from ..data.images import open_images
 from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 from .loss import to_model_pixels
 
@@ -40,21 +40,13 @@ def _to_grey(image: Image.Image, resolution: int) -> np.ndarray:
 
 def decode_images(dataset, column: str, resolution: int, progress: bool) -> torch.Tensor:
     """All images as one (N, 1, H, W) uint8 tensor, white = 255 (pixels map to [-1, 1] per batch)."""
-    from datasets import Image as ImageFeature
-
-    raw = dataset.select_columns([column]).cast_column(column, ImageFeature(decode=False))
-    out = np.empty((len(raw), 1, resolution, resolution), dtype=np.uint8)
-    i = 0
-    with tqdm(total=len(raw), desc="Decoding images", unit="img", disable=not progress) as bar:
-        for batch in raw.iter(batch_size=1024):
-            for item in batch[column]:
-                if item.get("bytes") is not None:
-                    image = Image.open(io.BytesIO(item["bytes"]))
-                else:
-                    image = Image.open(item["path"])
-                out[i, 0] = _to_grey(image, resolution)
-                i += 1
-            bar.update(len(batch[column]))
+    out = np.empty((len(dataset), 1, resolution, resolution), dtype=np.uint8)
+    images = tqdm(
+        open_images(dataset, column, batch_size=1024), total=len(dataset), desc="Decoding images", unit="img",
+        disable=not progress,
+    )  # fmt: skip
+    for i, image in enumerate(images):
+        out[i, 0] = _to_grey(image, resolution)
     return torch.from_numpy(out)
 
 
