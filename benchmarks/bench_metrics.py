@@ -24,8 +24,10 @@ import torch
 from glyph_pipeline.evaluation.evaluate import evaluate_pipeline, format_report, write_json
 from glyph_pipeline.evaluation.judge import load_judge, load_judge_metrics
 from glyph_pipeline.hub.pretrained import load_glyph_pipeline
+from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
-DEFAULT_SETTINGS = ("dpmsolver++:20:1", "dpmsolver++:20:3")
+# guidance off vs the recommended setting
+DEFAULT_SETTINGS = (f"dpmsolver++:{RECOMMENDED_STEPS}:1", f"dpmsolver++:{RECOMMENDED_STEPS}:{RECOMMENDED_GUIDANCE:g}")
 
 
 def random_pipeline(preset: str = "tiny-32", encoder: str = "minilm", seed: int = 0):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of training (issue #19), one run of at most ~8 minutes on a lent GPU machine.
+# The GPU check of training, one run of at most ~8 minutes on a lent GPU machine.
 # There: no diffusers, datasets or MiniLM, no network, 64 MiB upload. Prepare here with
 # `bash ../shared/gpu/pack.sh` (→ .gpu/, see ../shared/gpu/README.md), then run on the machine:
 #   source .gpu/bin/device-env.sh && bash benchmarks/gpu_check.sh "$OUT"

@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from glyph_pipeline.atomic import atomic_output, write_text
+from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
@@ -130,7 +131,7 @@ def run_arm(args: argparse.Namespace) -> int:
                 sys.executable, "-m", "glyph_pipeline.cli", "evaluate",
                 "--model", str(dest), "--judge", str(args.judge),
                 "--dataset", str(args.dataset), "--num-samples", str(args.num_samples), "--scheduler", "dpmsolver++",
-                "--steps", "20", "--guidance", "3", "--probe-samples", "8",
+                "--steps", str(RECOMMENDED_STEPS), "--guidance", str(RECOMMENDED_GUIDANCE), "--probe-samples", "8",
                 "--train-prompt-samples", str(args.train_prompt_samples), "--threads", str(args.threads),
                 "--out", str(metrics),
             ]
@@ -180,7 +181,7 @@ COLUMNS = [
 def merge_record(curves: dict[str, list[dict]], record: Path) -> dict[str, list[dict]]:
     """Add the scored stages to the committed `record` (JSON, {arm: [point, ...]}) and return the union.
 
-    Training runs live in a scratch folder that a later session no longer has; the record keeps every point
+    Training runs live in a scratch folder that may be gone by the next run; the record keeps every point
     measured so far, so a curve continued from the shipped weights is plotted with the stages before it.
     """
     merged = json.loads(record.read_text()) if record.is_file() else {}

@@ -15,7 +15,9 @@ import sys
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build-dataset": ("glyph_pipeline.data.commands", "Render a CJK font + Unihan definitions into a 🤗 dataset"),
-    "demo": ("glyph_pipeline.demo", "Offline end-to-end demo: dataset -> tiny model -> samples"),
+    "demo": (
+        "glyph_pipeline.demo", "Offline demo: the article's figures from the shipped model (--train: train one first)"
+    ),
     "generate": ("glyph_pipeline.figures.commands", "Sample glyphs for prompts into a captioned PNG grid"),
     "animate": (
         "glyph_pipeline.figures.commands", "GIF of the denoising trajectory x_t beside the predicted clean glyph"

@@ -122,8 +122,10 @@ def lora_typeface(source: str | os.PathLike) -> str | None:
     """The typeface a local LoRA folder was trained on (its training record names the rendered font), if known."""
     import re
 
+    from .model_card import TRAINING_CONFIG_FILE
+
     path = os.fspath(source)
-    record = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), "training_config.json")
+    record = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), TRAINING_CONFIG_FILE)
     try:
         with open(record, encoding="utf-8") as f:
             description = (json.load(f).get("dataset") or {}).get("description") or ""

@@ -25,6 +25,9 @@ CARD_TEMPLATE = "README.md.jinja"
 #: First line of the card body; a README.md without it was written by a person and is kept by default.
 CARD_MARKER = "<!-- glyffuser-model-card:"
 LICENSE = "apache-2.0"
+#: The records a card is written from: the training run (written by the training script) and the evaluation.
+TRAINING_CONFIG_FILE = "training_config.json"
+METRICS_FILE = "metrics.json"
 #: Tags of every glyph model card.
 CARD_TAGS = ("diffusers", "text-to-image", "glyffuser", "chinese", "cjk", "glyphs", "pixel-space", "custom_code",
              "diffusers:GlyphDiffusionPipeline")  # fmt: skip

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from glyph_pipeline import GlyphDiffusionPipeline
 from glyph_pipeline.atomic import write_text
 from glyph_pipeline.lora import LoraSetupError, add_lora, check_targets, save_lora
+from glyph_pipeline.model_card import TRAINING_CONFIG_FILE
 from glyph_pipeline.schedulers import RECOMMENDED_SAMPLER, training_scheduler
 from glyph_pipeline.training.arguments import (
     ARGUMENT_GROUPS,
@@ -76,7 +77,6 @@ from glyph_pipeline.training.checkpoints import (
     write_weight_hashes,
 )
 from glyph_pipeline.training.inputs import (
-    TRAINING_RECORD,
     TrainingSetupError,
     check_memory,
     check_output_dir,
@@ -147,7 +147,7 @@ def check_inputs(args: argparse.Namespace) -> CheckedInputs:
     check_output_dir(args.output_dir)
     hub_repo = None
     if args.push_to_hub:  # every process checks (cheap): all fail alike, none waits at a barrier
-        from glyph_pipeline.hub.push import HubError, prepare_hub_repo
+        from glyph_pipeline.hub.repo import HubError, prepare_hub_repo
 
         try:
             hub_repo = prepare_hub_repo(
@@ -379,7 +379,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             wall_seconds=time.perf_counter() - t_start, warm_up=warm_up_report,
             resumed_from=resumed_from, validation_grid=grid,
         )
-        write_text(output_dir / TRAINING_RECORD, json.dumps(result, indent=2, default=str) + "\n")
+        write_text(output_dir / TRAINING_CONFIG_FILE, json.dumps(result, indent=2, default=str) + "\n")
         print_summary(result, output_dir)
     # All ranks tear the process group down together: a rank that destroys it alone while another is still
     # saving can leave the other hanging at exit. The Hub upload below needs no collectives.
@@ -406,7 +406,8 @@ def publish(args: argparse.Namespace, result: dict[str, Any], pipe, grid: Path, 
         result["metrics"] = run_eval(pipe, inputs.evaluation, args, output_dir)
     if inputs.hub_repo is None:
         return
-    from glyph_pipeline.hub.push import HubPushError, push_pipeline_folder
+    from glyph_pipeline.hub.push import push_pipeline_folder
+    from glyph_pipeline.hub.repo import HubPushError
 
     try:
         url = push_pipeline_folder(

@@ -6,7 +6,7 @@ page shows
 
 * the glyphs, each labelled with its definition, seed and the radical the judge reads in it;
 * the denoising animation of the first glyph (x_t beside the predicted clean glyph x̂0) and the model's
-  one-step x̂0 from pure noise — the article's figures, made by `glyph_pipeline.figures`;
+  one-step x̂0 from pure noise — the article's figures (`glyph_pipeline.figures.animation`, `.diffusion`);
 * for every glyph, the Kangxi radical the glyph judge (`artifacts/judge-32`) reads and the 3 nearest real
   glyphs of the training set (pixel distance at the dataset's resolution, with their definitions), so you
   can see whether the model invents or copies.

@@ -1,1 +1,3 @@
-"""Glyph data: Unihan definitions, font rendering, the 🤗 dataset and cached text embeddings."""
+"""Glyph data: Unihan definitions (`unihan`), font rendering (`render`), the 🤗 dataset (`dataset`, built by
+`commands`: ``glyffuser build-dataset``), its images decoded once (`images`) and cached text embeddings
+(`embeddings`)."""

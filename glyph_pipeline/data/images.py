@@ -2,7 +2,7 @@
 
 The judge trains on these tensors, the metrics score against them and the app searches them for nearest
 glyphs: decoding every PNG once and resizing it one way (PIL box filter down, bilinear up) keeps the three
-reading the same pixels.
+reading the same pixels. Training decodes with the same `open_images`, at its own resolution.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Sharing: the model card, pushing to the Hub, and the shipped model."""
+"""Sharing: the Hub repo and token (`repo`), pushing with the glyph model card (`push`), and the shipped model with
+the loader every command uses (`pretrained`)."""

@@ -1,4 +1,5 @@
-"""The shipped model: `pretrained/tiny-32/` at the repository root, and one loader every command uses.
+"""The shipped model: `pretrained/tiny-32/` at the repository root, one loader every command uses (with its
+`--lora` flags), and ``glyffuser export`` (a trained pipeline written as a slim shipped model).
 
 The folder holds a trained tiny-32 UNet (fp16 safetensors), its scheduler and the pipeline config; the
 frozen text encoder (all-MiniLM-L6-v2) is not copied into git but loaded from the PyPI package
@@ -184,6 +185,7 @@ def export_slim(
     import torch
 
     from ..atomic import atomic_output
+    from ..model_card import TRAINING_CONFIG_FILE
     from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
     from .push import SAMPLES_FILE, is_lora_folder, make_card
 
@@ -204,7 +206,7 @@ def export_slim(
     grid = Path(samples) if samples is not None else src / "validation" / "final.png"
     if samples_caption and not grid.is_file():
         raise ValueError(f"--samples-caption needs a sample grid: pass --samples IMAGE ({grid} does not exist).")
-    if notes and not (src / "training_config.json").is_file():
+    if notes and not (src / TRAINING_CONFIG_FILE).is_file():
         raise ValueError(f"--note adds to the training record, and {src} has no training_config.json.")
     def finish(tmp: Path) -> None:
         """Samples, records (as published) and the card (a pipeline's or a LoRA's) into the export folder."""

@@ -1,10 +1,9 @@
 # Copyright 2026 The glyffuser developers. Licensed under the Apache License, Version 2.0.
-"""Share glyph pipelines on the Hugging Face Hub: check the repo early, write the model card, upload safely.
+"""Push a saved pipeline (or LoRA) folder to the Hub with its glyph model card, uploading only what belongs there.
 
-The training script calls :func:`prepare_hub_repo` before the first step (a bad token or an unreachable
-Hub fails in seconds, not after hours of training) and :func:`push_pipeline_folder` after saving. A push
-that fails leaves the output folder complete and names the one command that retries it:
-``glyffuser push DIR REPO`` (:func:`run`).
+:func:`push_pipeline_folder` (after training, and ``glyffuser push DIR REPO``, :func:`run`) and
+:func:`push_pipeline` (an in-memory pipeline) write the card first, then upload; a push that fails leaves the
+folder complete and names the one command that retries it. The repo and token are checked by :mod:`.repo`.
 
 The card comes from :mod:`glyph_pipeline.model_card` (beside its template); it states the recommended sampler
 settings of :mod:`glyph_pipeline.schedulers`, so writing one loads diffusers. The rest needs only
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_bytes, write_text
-from ..model_card import CARD_MARKER, make_model_card, read_json
+from ..model_card import CARD_MARKER, METRICS_FILE, TRAINING_CONFIG_FILE, make_model_card, read_json
 from .repo import (
     _LOGIN_HINT,
     HubError,
@@ -47,8 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 SAMPLES_FILE = "samples.png"
-TRAINING_CONFIG_FILE = "training_config.json"
-METRICS_FILE = "metrics.json"
 DEFAULT_COMMIT_MESSAGE = "Upload glyffuser pipeline"
 #: Never uploaded: training state, trackers, caches, partial writes, pickled weights. The pipeline itself
 #: (model_index.json, component folders with safetensors, the remote-code module), README.md, samples.png,

@@ -17,6 +17,7 @@ from typing import Any
 
 from diffusers import UNet2DConditionModel
 
+from ..model_card import TRAINING_CONFIG_FILE
 from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 from ..presets import PRESETS, downsampling_factor, unet_config
 from ..schedulers import noise_schedule
@@ -31,7 +32,6 @@ from ..text_encoders import (
 # Plain logging: these run before accelerate's state exists, which its logger needs.
 logger = logging.getLogger(__name__)
 
-TRAINING_RECORD = "training_config.json"
 
 
 class TrainingSetupError(ValueError):
@@ -192,7 +192,7 @@ def unet_from_config(config: dict[str, Any]) -> UNet2DConditionModel:
 
 def prior_training(model: str) -> dict[str, Any] | None:
     """The training record saved next to a local pipeline by this script (None for other folders / Hub ids)."""
-    path = Path(model) / TRAINING_RECORD
+    path = Path(model) / TRAINING_CONFIG_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except (OSError, json.JSONDecodeError):

@@ -89,7 +89,7 @@ def prepare_eval(args: argparse.Namespace):
 def run_eval(pipe: GlyphDiffusionPipeline, evaluation, args: argparse.Namespace, output_dir: Path) -> dict[str, Any]:
     """Score the saved pipeline (`glyffuser evaluate`), write `metrics.json`; the model card reads it from there."""
     from ..evaluation.evaluate import evaluate_pipeline, format_report, write_json
-    from ..hub.push import METRICS_FILE
+    from ..model_card import METRICS_FILE
 
     _, splits = evaluation  # the checked data; the judge goes by path so its saved accuracy is reported too
     pipe.set_progress_bar_config(disable=True)

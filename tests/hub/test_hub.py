@@ -485,7 +485,7 @@ def test_push_pipeline_writes_the_glyph_card_and_pipe_push_to_hub_is_plain_diffu
 def test_prepare_hub_repo_fails_fast_and_names_the_fix(local_hub: LocalHub, tmp_path):
     code = f"""
     import json, os, time
-    from glyph_pipeline.hub.push import HubError, prepare_hub_repo, resolve_token
+    from glyph_pipeline.hub.repo import HubError, prepare_hub_repo, resolve_token
     out = {{}}
     def attempt(name, *args, **kwargs):
         start = time.perf_counter()
