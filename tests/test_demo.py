@@ -5,7 +5,6 @@ the training itself is the training script's own tests (test_training.py, test_c
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from glyph_pipeline.figures.layout import MARGIN, tile_size
 from glyph_pipeline.hub import pretrained
 from glyph_pipeline.schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_STEPS
 
-REPO = Path(__file__).resolve().parents[1]
 
 def cell(grid: Image.Image, row: int, col: int, cell_size: int, caption_lines: int, head: int) -> np.ndarray:
     """Pixels of the glyph in tile (row, col) of a `labelled_grid` whose title strip is `head` px high."""

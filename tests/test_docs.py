@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
+ROOT = REPO
 DEVELOPMENT = ROOT / "docs" / "development.md"
 # Where the module map must name every module. A package is named by its folder (`glyph_pipeline/data/`), which
 # stands for its `__init__.py`; every other `.py` file by its path (`glyph_pipeline/data/render.py`).

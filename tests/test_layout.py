@@ -6,7 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 PIPELINE_FILE = "glyph_pipeline/pipeline_glyph_diffusion.py"
 TRAIN_SCRIPT = "training/train_glyph_diffusion.py"
 MAX_MODULE_LINES = 520  # "about 500"

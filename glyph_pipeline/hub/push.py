@@ -316,7 +316,8 @@ def push_pipeline_folder(
             write_text(root / "README.md", content)
         _stage(root, sorted(card_files), stage)
         # 3. network
-        info = _upload(stage, repo_id, token, revision, private, commit_message, create_pr, index, retry)
+        num_files = len(files) + len(card_files)
+        info = _upload(stage, num_files, repo_id, token, revision, private, commit_message, create_pr, index, retry)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     logger.info(f"Pushed {root} to {info}")
@@ -356,7 +357,7 @@ def _card_content(
 
 
 def _upload(
-    stage: Path, repo_id: str, token: str, revision: str | None, private: bool, commit_message: str,
+    stage: Path, num_files: int, repo_id: str, token: str, revision: str | None, private: bool, commit_message: str,
     create_pr: bool, index: Mapping[str, Any], retry: str | None,
 ) -> str:
     """One commit of the staged folder; the pipeline's component folders are mirrored, other repo files kept."""
@@ -367,8 +368,7 @@ def _upload(
     except HubError as err:
         raise HubPushError(str(err), retry) from err
     components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
-    files = [p for p in stage.rglob("*") if p.is_file()]
-    logger.info(f"Uploading {len(files)} files to {full_id}{'@' + revision if revision else ''}.")
+    logger.info(f"Uploading {num_files} files to {full_id}{'@' + revision if revision else ''}.")
     try:
         return HfApi(token=token).upload_folder(
             repo_id=full_id,

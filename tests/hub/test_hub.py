@@ -24,6 +24,7 @@ import hub_fixtures  # tests/ is on sys.path (its conftest.py)
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from hub_server import LocalHub
 
 from glyph_pipeline import model_card
@@ -32,7 +33,7 @@ from glyph_pipeline.hub import push as hub
 run_hub_python = hub_fixtures.run_hub_python
 HUB_TOKEN, READ_TOKEN, HUB_USER = hub_fixtures.HUB_TOKEN, hub_fixtures.READ_TOKEN, hub_fixtures.HUB_USER
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = REPO
 TRAIN_SCRIPT = REPO_ROOT / "training" / "train_glyph_diffusion.py"
 PROMPT, STEPS = "water", 4
 TOKEN_LIKE = re.compile(rb"hf_[A-Za-z0-9]{30,}")

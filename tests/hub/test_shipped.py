@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
 from glyph_pipeline import GlyphDiffusionPipeline
 from glyph_pipeline.hub import pretrained
 
-SHIPPED = Path(__file__).resolve().parents[2] / "pretrained" / "tiny-32"
+SHIPPED = REPO / "pretrained" / "tiny-32"
 ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
 
 
@@ -72,7 +73,7 @@ def test_a_copy_without_the_shipped_model_says_what_to_do(tmp_path, monkeypatch)
 def test_shipped_remote_code_is_the_package_pipeline():
     # The folder's pipeline_glyph_diffusion.py is what plain diffusers runs (trust_remote_code=True): it must be
     # the package's file, not a drifting second copy. After changing the pipeline, re-run `glyffuser export`.
-    package = Path(__file__).resolve().parents[2] / "glyph_pipeline" / "pipeline_glyph_diffusion.py"
+    package = REPO / "glyph_pipeline" / "pipeline_glyph_diffusion.py"
     assert (SHIPPED / "pipeline_glyph_diffusion.py").read_bytes() == package.read_bytes()
 
 

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ENV, SCRIPT, common_args, launch, load_training_script
+from conftest import ENV, REPO, SCRIPT, common_args, launch, load_training_script
 from safetensors.torch import load_file
 
 from glyph_pipeline.training.batches import EpochPermutationSampler, batch_generator, decode_images
@@ -27,7 +27,6 @@ from glyph_pipeline.training.inputs import TrainingSetupError
 from glyph_pipeline.training.loss import diffusion_loss, draw_training_inputs, to_model_pixels
 from glyph_pipeline.training.progress import TrainingDiverged
 
-REPO = Path(__file__).resolve().parents[2]
 JUDGE = REPO / "artifacts" / "judge-32"  # the shipped 32 px radical judge
 
 train = load_training_script()
