@@ -2,8 +2,9 @@
 
 `loop` -- where the time of the training script's step goes, and its *loop overhead*:
 
-    python benchmarks/bench_training.py loop [--preset micro|tiny-32|glyffuser-64|glyffuser-128]
-        [--device cpu|cuda] [--batch 16] [--mixed-precision no|bf16|fp16] [--steps 20] [--rounds 3]
+    python benchmarks/bench_training.py loop [--preset micro|micro-16|tiny-32|glyffuser-64|glyffuser-128]
+        [--device cpu|cuda] [--batch 16] [--threads N] [--no-ema] [--mixed-precision no|bf16|fp16] [--steps 20]
+        [--rounds 3]
 
 * script: `training/train_glyph_diffusion.py` itself, run in this process (`main()`), on a small real glyph
   dataset with the offline MiniLM encoder, EMA on. Its step time is (train_seconds of a 3N-step run - that of
@@ -202,6 +203,7 @@ def bench_unet(name, args, accelerator, pipe, texts, images, cache) -> None:
 # ================================================================================================== loop
 LOOP_PRESETS = {  # name -> (preset, UNet overrides, resolution)
     "micro": ("tiny-32", {**UNETS["micro"], "sample_size": 32}, 32),
+    "micro-16": ("tiny-32", {**UNETS["micro"], "sample_size": 16}, 16),  # where the loop's own cost shows most
     "tiny-32": ("tiny-32", {}, 32),
     "glyffuser-64": ("glyffuser-64", {}, 64),
     "glyffuser-128": ("glyffuser-128", {}, 128),
@@ -227,7 +229,8 @@ def script_argv(args, data: Path, work: Path, out: Path, steps: int) -> list[str
         "--unet_config", json.dumps(overrides), "--text_encoder_name_or_path", args.text_encoder,
         "--embedding_cache_dir", str(work / "cache"), "--train_batch_size", str(args.batch),
         "--max_train_steps", str(steps), "--learning_rate", "1e-4", "--lr_scheduler", "constant",
-        "--use_ema", "--mixed_precision", args.mixed_precision, "--checkpointing_steps", "0",
+        *(["--use_ema"] if args.ema else []), "--mixed_precision", args.mixed_precision,
+        "--checkpointing_steps", "0",
         "--validation_steps", "0", "--num_validation_images", "1", "--validation_prompts", "water",
         "--validation_inference_steps", "1", "--report_to", "none", "--seed", "0",
     ] + (["--compile"] if args.compile else [])  # fmt: skip
@@ -346,6 +349,9 @@ def loop_main(argv: list[str]) -> None:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-phase breakdown")
     parser.add_argument(
+        "--ema", action=argparse.BooleanOptionalAction, default=True, help="the script's --use_ema (default: on)"
+    )
+    parser.add_argument(
         "--compile", action="store_true", help="torch.compile the UNet in the script and in the bare step"
     )
     parser.add_argument(
@@ -390,7 +396,8 @@ def loop_main(argv: list[str]) -> None:
     print(f"preset {args.preset} ({resolution} px), batch {args.batch}, mixed precision {args.mixed_precision}, "
           f"{name}; medians of {args.rounds} rounds, each {n3} - {n} steps")  # fmt: skip
     print(f"{'loop':<34}{'ms/step':>10}{'samples/s':>12}")
-    print(f"{'training script (EMA, clip, sync)':<34}{script_step * 1e3:>10.2f}{args.batch / script_step:>12.1f}")
+    label = f"training script ({'EMA' if args.ema else 'no EMA'}, clip, sync)"
+    print(f"{label:<34}{script_step * 1e3:>10.2f}{args.batch / script_step:>12.1f}")
     print(f"{'bare forward+backward+AdamW':<34}{bare_step * 1e3:>10.2f}{args.batch / bare_step:>12.1f}")
     print(f"loop overhead: {script_step / bare_step:.2f}x  (rounds: "
           + ", ".join(f"{a / b:.2f}" for a, b in zip(script_times, bare_times)) + ")")  # fmt: skip

@@ -12,9 +12,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "GlyphDiffusionPipeline": "pipeline_glyph_diffusion",
+    "GlyphUpscalePipeline": "pipeline_glyph_upscale",
     "PRESETS": "presets",
     "build_unet": "presets",
     "unet_config": "presets",
+    "UPSCALER_PRESETS": "presets",
+    "build_upscaler_unet": "presets",
     "SCHEDULERS": "schedulers",
     "noise_schedule": "schedulers",
     "sampling_scheduler": "schedulers",

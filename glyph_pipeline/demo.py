@@ -63,6 +63,7 @@ def find_training_script() -> Path:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from .schedulers import RECOMMENDED_STEPS
+    from .upscale import add_upscaler_args
 
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: demo-output/)")
     parser.add_argument(
@@ -70,6 +71,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="pipeline folder or Hub repo for the figures (default: the shipped pretrained/tiny-32)",
     )
     parser.add_argument("--images-per-prompt", type=int, default=4, help="grid rows (default: 4)")
+    add_upscaler_args(parser)
     parser.add_argument(
         "--train", action="store_true",
         help="instead of the shipped model: build a dataset, train a tiny model from scratch and sample it (minutes)",
@@ -216,11 +218,13 @@ def article_figures(args: argparse.Namespace) -> int:
     from .figures.diffusion import generate_grid, single_step_grid, steps_grid
     from .figures.layout import check_positive, save_image
     from .hub.pretrained import check_model, resolve_model
+    from .upscale import check_upscaler_settings, with_upscaler
 
     t0 = time.perf_counter()
     out: Path = args.out
     check_positive("--images-per-prompt", args.images_per_prompt)
     model = check_model(resolve_model(args.model))
+    check_upscaler_settings(args.upscaler, args.upscale_steps, args.upscale_noise_level)  # before anything loads
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads or idle_cores())
     # As a user without our package would: plain diffusers, the folder's own pipeline file as remote code.
@@ -229,10 +233,16 @@ def article_figures(args: argparse.Namespace) -> int:
     print(f"[1/5] loaded {type(pipe).__name__} from {model} ({time.perf_counter() - t0:.1f}s; "
           f"text encoder {pipe.config.text_encoder_source or type(pipe.text_encoder).__name__})")
     t = time.perf_counter()
-    grid = generate_grid(pipe, ARTICLE_PROMPTS, args.images_per_prompt, seed=args.seed, cell_size=96,
-                         title="glyffuser tiny-32: the article's prompts (rows), one seed per column")
+    # The article's grid at 128 px (the base model, then the upscaler); the figures of the diffusion itself below
+    # stay at the base model's resolution.
+    glyphs = with_upscaler(pipe, argparse.Namespace(**{**vars(args), "device": "cpu"}))
+    size = glyphs.upscaler.output_size if glyphs is not pipe else pipe.unet.config.sample_size
+    glyphs.set_progress_bar_config(disable=True)
+    grid = generate_grid(glyphs, ARTICLE_PROMPTS, args.images_per_prompt, seed=args.seed, cell_size=max(96, size),
+                         title=f"glyffuser tiny-32 at {size} px: the article's prompts (rows), one seed per column")
     written = [save_image(grid, out / "article-grid.png")]
-    print(f"[2/5] grid of {len(ARTICLE_PROMPTS)} prompts x {args.images_per_prompt}: {time.perf_counter() - t:.1f}s")
+    print(f"[2/5] grid of {len(ARTICLE_PROMPTS)} prompts x {args.images_per_prompt} at {size} px"
+          f"{' (upscaled)' if glyphs is not pipe else ''}: {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
     frames = denoising_frames(pipe, ARTICLE_PROMPTS[0], seed=args.seed, frame_size=192)
     written.append(save_animation(frames, out / "denoising-gold.gif"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from diffusers import UNet2DConditionModel
+from diffusers import UNet2DConditionModel, UNet2DModel
 
 _ORIGINAL_DOWN = ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
 _ORIGINAL_UP = ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D")
@@ -89,3 +89,31 @@ def downsampling_factor(unet_or_config: UNet2DConditionModel | dict[str, Any]) -
     """Height and width must be multiples of this."""
     config = getattr(unet_or_config, "config", unet_or_config)
     return 2 ** (len(config["block_out_channels"]) - 1)
+
+
+# The super-resolution stage (`GlyphUpscalePipeline`): a `UNet2DModel` with two input channels (noisy sample,
+# upsampled condition) and the condition's noise level as a timestep-like class embedding (IF's stage II). Fully
+# convolutional and without attention: strokes are local, so it trains on crops and runs on any size.
+UPSCALER_PRESETS: dict[str, dict[str, Any]] = {
+    # 2.5M parameters: 42 ms per 128 px glyph per step on 2 CPU threads; trains on 64 px crops at ~43 crops/s.
+    "upscaler-128": dict(sample_size=128, block_out_channels=(16, 32, 64, 128), layers_per_block=1),
+    # Twice the width: ~3x the cost.
+    "upscaler-128-wide": dict(sample_size=128, block_out_channels=(32, 64, 128), layers_per_block=1),
+}
+
+
+def upscaler_unet_config(preset: str, **overrides: Any) -> dict[str, Any]:
+    """The `UNet2DModel` config of upscaler `preset`."""
+    if preset not in UPSCALER_PRESETS:
+        raise ValueError(f"Unknown upscaler preset {preset!r}; valid presets: {', '.join(sorted(UPSCALER_PRESETS))}.")
+    config = {**UPSCALER_PRESETS[preset], **overrides}
+    n = len(config["block_out_channels"])
+    return dict(
+        in_channels=2, out_channels=1, down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
+        class_embed_type="timestep", norm_num_groups=min(8, config["block_out_channels"][0]), **config,
+    )
+
+
+def build_upscaler_unet(preset: str, **overrides: Any) -> UNet2DModel:
+    """A freshly initialised upscaler UNet (see `upscaler_unet_config`)."""
+    return UNet2DModel(**upscaler_unet_config(preset, **overrides))

@@ -44,6 +44,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def saved_class_name(folder: str | os.PathLike) -> str | None:
+    """The pipeline class a saved folder's model_index.json names (either form: "Name" or [module, "Name"])."""
+    name = (read_json(Path(folder) / "model_index.json") or {}).get("_class_name")
+    return name[-1] if isinstance(name, list) and name else name if isinstance(name, str) else None
+
+
 def _hub_id(value: Any) -> str | None:
     """`value` if it names a Hub repo (not a local path), after mapping the packaged encoder alias."""
     if not isinstance(value, str):

@@ -52,6 +52,21 @@ def tiny_pipeline(scheduler_name: str = "dpmsolver++", hidden: int = 32, max_seq
     return pipe
 
 
+def tiny_upscaler(low: int = 16):
+    """A x2 GlyphUpscalePipeline of 16 px glyphs (the tiny base pipeline's size) with a two-level UNet."""
+    from glyph_pipeline import GlyphUpscalePipeline, sampling_scheduler
+    from glyph_pipeline.presets import build_upscaler_unet
+    from glyph_pipeline.schedulers import noise_schedule, training_scheduler
+
+    torch.manual_seed(0)
+    unet = build_upscaler_unet("upscaler-128", sample_size=2 * low, block_out_channels=(8, 16)).eval()
+    pipe = GlyphUpscalePipeline(
+        unet, sampling_scheduler("dpmsolver++"), training_scheduler(**noise_schedule()), low_res_size=low
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 @pytest.fixture
 def pipe():
     return tiny_pipeline()
@@ -66,6 +81,7 @@ def saved_pipeline_dir(tmp_path_factory):
 
 # ============================================================================================ training runs
 SCRIPT = REPO / "training" / "train_glyph_diffusion.py"
+UPSCALER_SCRIPT = REPO / "training" / "train_glyph_upscaler.py"
 CONFIGS = REPO / "training" / "accelerate_configs"
 TINY_16 = dict(block_out_channels=[16, 32, 32], norm_num_groups=8, cross_attention_dim=32, sample_size=16)
 TINY_32 = {**TINY_16, "sample_size": 32}
@@ -130,7 +146,7 @@ def free_port() -> int:
 
 def launch(
     args: list[str], config: str | None = "cpu.yaml", timeout: float = 900, env: dict[str, str] | None = None,
-    base_env: dict[str, str] | None = None,
+    base_env: dict[str, str] | None = None, script: Path = SCRIPT, check: bool = True,
 ) -> subprocess.CompletedProcess:
     """`accelerate launch --config_file <config> train_glyph_diffusion.py args` (or plain python if config is None),
     with `env` added to `base_env` (default: ENV, offline and one thread).
@@ -139,12 +155,12 @@ def launch(
     output pipes open) and the test fails with what the run printed, instead of hanging the suite.
     """
     if config is None:
-        cmd = [sys.executable, str(SCRIPT), *args]
+        cmd = [sys.executable, str(script), *args]
     else:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config)]
         if "2proc" in config:
             cmd += ["--main_process_port", str(free_port())]
-        cmd += [str(SCRIPT), *args]
+        cmd += [str(script), *args]
     environment = {**(ENV if base_env is None else base_env), **(env or {})}
     proc = subprocess.Popen(cmd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -157,6 +173,6 @@ def launch(
         raise AssertionError(
             f"{' '.join(cmd)}\nstill running after {timeout}s\n{stdout[-3000:]}\n{stderr[-6000:]}"
         ) from hung
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}\nexit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-6000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)

@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,7 +51,6 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from diffusers import UNet2DConditionModel
 from torch.profiler import record_function
-from tqdm.auto import tqdm
 
 from glyph_pipeline import GlyphDiffusionPipeline
 from glyph_pipeline.atomic import write_text
@@ -72,7 +69,6 @@ from glyph_pipeline.training.checkpoints import (
     create_ema,
     remove_interrupted_saves,
     resolve_resume,
-    save_checkpoint,
     unet_for_inference,
     write_weight_hashes,
 )
@@ -85,8 +81,9 @@ from glyph_pipeline.training.inputs import (
     load_training_data,
     unet_from_config,
 )
+from glyph_pipeline.training.loop import debug_hooks, train_loop
 from glyph_pipeline.training.loss import DiffusionObjective
-from glyph_pipeline.training.progress import LossWatch, TrainingClock, TrainingDiverged, TrainingProgress
+from glyph_pipeline.training.progress import TrainingDiverged, TrainingProgress
 from glyph_pipeline.training.records import log_run_plan, print_summary, training_record
 from glyph_pipeline.training.runtime import make_accelerator, prepare_optimisation, resume_from
 from glyph_pipeline.training.validation import build_pipeline, log_validation, prepare_eval, run_eval
@@ -107,26 +104,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.validation_prompts is None:
         args.validation_prompts = list(DEFAULT_VALIDATION_PROMPTS)
     return args
-
-
-class DebugHooks(NamedTuple):
-    """Test-only hooks. They come from the environment, not from flags, so they stay out of `--help`, the run
-    record and the command on the model card; none changes what is computed."""
-
-    nan_at_step: int | None  # the loss reads NaN from this step on (divergence handling)
-    pause_after_checkpoint: bool  # print a marker after each checkpoint, block on stdin (a test kills us there)
-    weight_hashes: bool  # write debug_weight_hashes.json: every rank's UNet and EMA digests
-
-
-def debug_hooks(environ: Mapping[str, str] = os.environ) -> DebugHooks:
-    """The hooks set by GLYFFUSER_DEBUG_NAN_AT_STEP=N, GLYFFUSER_DEBUG_PAUSE_AFTER_CHECKPOINT=1 and
-    GLYFFUSER_DEBUG_WEIGHT_HASHES=1."""
-    nan_at_step = environ.get("GLYFFUSER_DEBUG_NAN_AT_STEP")
-    return DebugHooks(
-        nan_at_step=int(nan_at_step) if nan_at_step else None,
-        pause_after_checkpoint=environ.get("GLYFFUSER_DEBUG_PAUSE_AFTER_CHECKPOINT", "") not in ("", "0"),
-        weight_hashes=environ.get("GLYFFUSER_DEBUG_WEIGHT_HASHES", "") not in ("", "0"),
-    )
 
 
 class CheckedInputs(NamedTuple):
@@ -239,7 +216,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     unet, optimizer, train_dataloader, lr_scheduler, plan = prepare_optimisation(
         args, accelerator, unet, trainable, train_dataloader
     )
-    steps_per_epoch, max_train_steps = plan.steps_per_epoch, plan.max_train_steps
+    steps_per_epoch = plan.steps_per_epoch
     progress = TrainingProgress()
     if not args.lora_rank:  # a LoRA is a new set of weights: its record counts its own training only
         progress.continue_from(parts.get("prior_training"))
@@ -258,8 +235,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     elif args.resume_from_checkpoint:
         logger.info(f"--resume_from_checkpoint latest: no checkpoint in {output_dir} yet, starting a new run.")
     progress.world_size, progress.global_batch = accelerator.num_processes, global_batch
-    first_epoch = progress.global_step // steps_per_epoch
-    resume_batches = (progress.global_step % steps_per_epoch) * args.gradient_accumulation_steps
     n_params, n_trainable = sum(p.numel() for p in unet.parameters()), sum(p.numel() for p in trainable)
     log_run_plan(args, accelerator, parts, data, resolution, plan, n_params, n_trainable, global_batch)
 
@@ -270,93 +245,26 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             config, args.train_batch_size, resolution, objective.empty_embeds, objective.empty_mask, device
         )
         train_forward, warm_up_report = warm_up(unet, example, accelerator, args.compile, parts["source"])
-    bar = tqdm(
-        range(max_train_steps), initial=progress.global_step, desc="Steps",
-        disable=not accelerator.is_local_main_process,
+
+    def compute_loss(rows: torch.Tensor, epoch: int, batch_index: int) -> tuple[torch.Tensor, int]:
+        with record_function("glyffuser/data"):
+            g = batch_generator(args.seed, epoch, batch_index, accelerator.process_index, device)
+            x0, text, mask = data.gather(rows, device)
+            noisy, timesteps, target, text, mask = objective.noised(x0, text, mask, g)
+            text_inputs = GlyphDiffusionPipeline.unet_text_inputs(config, text, mask)
+        with record_function("glyffuser/forward"):
+            pred = train_forward(noisy, timesteps, **text_inputs, return_dict=False)[0]
+            return objective.loss(pred, target, timesteps), x0.shape[0]
+
+    def validate(step: int) -> None:
+        pipe = build_pipeline(unet_for_inference(accelerator, unet, ema), parts, args.validation_scheduler)
+        log_validation(pipe, args, accelerator, step, f"step-{step:06d}")
+
+    clock = train_loop(
+        args, accelerator, unet=unet, trainable=trainable, optimizer=optimizer, lr_scheduler=lr_scheduler,
+        train_dataloader=train_dataloader, sampler=sampler, plan=plan, progress=progress, ema=ema,
+        compute_loss=compute_loss, validate=validate, last_checkpoint=inputs.resume_path, debug=debug,
     )
-    step_loss: torch.Tensor | float = 0.0
-    watch, last_checkpoint = LossWatch(args.loss_sync_steps), inputs.resume_path
-    clock = TrainingClock(progress, accelerator.num_processes, on_accelerator=device.type != "cpu")
-    for epoch in range(first_epoch, plan.num_epochs):
-        if progress.global_step >= max_train_steps:
-            break
-        sampler.epoch = epoch
-        skip = resume_batches if epoch == first_epoch else 0
-        loader = accelerator.skip_first_batches(train_dataloader, skip) if skip else train_dataloader
-        for batch_index, rows in enumerate(loader, start=skip):
-            # record_function ranges name the phases for profilers (benchmarks/bench_training.py loop); without
-            # a profiler each costs a few microseconds.
-            with accelerator.accumulate(unet):
-                with record_function("glyffuser/data"):
-                    g = batch_generator(args.seed, epoch, batch_index, accelerator.process_index, device)
-                    x0, text, mask = data.gather(rows, device)
-                    noisy, timesteps, target, text, mask = objective.noised(x0, text, mask, g)
-                    text_inputs = GlyphDiffusionPipeline.unet_text_inputs(config, text, mask)
-                with record_function("glyffuser/forward"):
-                    pred = train_forward(noisy, timesteps, **text_inputs, return_dict=False)[0]
-                    loss = objective.loss(pred, target, timesteps)
-                # The loss stays on the device: `watch` reads it every --loss_sync_steps steps, not every step.
-                mean_loss = accelerator.gather(loss.detach().reshape(1)).mean()
-                if debug.nan_at_step is not None and progress.global_step + 1 >= debug.nan_at_step:
-                    mean_loss = mean_loss * float("nan")
-                step_loss = step_loss + mean_loss / args.gradient_accumulation_steps
-                clock.samples += x0.shape[0] * accelerator.num_processes
-
-                with record_function("glyffuser/backward"):
-                    accelerator.backward(loss)
-                with record_function("glyffuser/optimizer"):
-                    if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
-                    optimizer.step()
-                    lr_scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-
-            if not accelerator.sync_gradients:
-                continue
-            if ema is not None:
-                with record_function("glyffuser/ema"):
-                    ema.step(trainable)
-            progress.global_step += 1
-            global_step = progress.global_step
-            bar.update(1)
-            due_checkpoint = bool(args.checkpointing_steps) and global_step % args.checkpointing_steps == 0
-            due_validation = (
-                bool(args.validation_steps) and global_step % args.validation_steps == 0
-                and global_step < max_train_steps
-            )
-            read_now = watch.add(global_step, epoch, batch_index, step_loss, lr_scheduler.get_last_lr()[0])
-            step_loss = 0.0
-            if read_now or due_checkpoint or due_validation or global_step >= max_train_steps:
-                with record_function("glyffuser/host_sync"):
-                    for step, value, lr in watch.read(last_checkpoint):
-                        progress.record(value)
-                        accelerator.log({"train_loss": value, "lr": lr}, step=step)
-                    bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
-
-            with clock.paused():  # checkpoints and validation are not training time
-                if due_checkpoint:
-                    clock.update()
-                    last_checkpoint = save_checkpoint(
-                        accelerator, output_dir, global_step, args.checkpoints_total_limit
-                    )
-                    if debug.pause_after_checkpoint:
-                        # Test hook: announce the finished checkpoint and block on stdin, so a test's SIGKILL
-                        # lands at a known point (right after a save) without any timing guesswork.
-                        print(f"PAUSED-AFTER-CHECKPOINT {global_step}", flush=True)
-                        sys.stdin.read()
-                if due_validation:
-                    if main_process:
-                        pipe = build_pipeline(
-                            unet_for_inference(accelerator, unet, ema), parts, args.validation_scheduler
-                        )
-                        log_validation(pipe, args, accelerator, global_step, f"step-{global_step:06d}")
-                        del pipe
-                    accelerator.wait_for_everyone()
-            if global_step >= max_train_steps:
-                break
-    bar.close()
-    clock.update()
-    accelerator.wait_for_everyone()
 
     # ---- 8. save the pipeline (main process), a final grid and the run record
     result: dict[str, Any] = {}

@@ -31,6 +31,7 @@ from .nearest import Neighbour, RealGlyphs, ensure_dataset
 if TYPE_CHECKING:
     from ..evaluation.judge import GlyphJudge
     from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
+    from ..pipeline_glyph_upscale import GlyphUpscalePipeline
 
 #: The article's prompts (`demo.ARTICLE_PROMPTS`), offered as one-click examples.
 EXAMPLE_PROMPTS = tuple(ARTICLE_PROMPTS)
@@ -260,9 +261,12 @@ class GlyphApp:
         notes: Sequence[str] = (),
         lora_typeface: str | None = None,
         lora_start: float = 0.0,
+        upscaler: GlyphUpscalePipeline | None = None,
+        upscale_settings: dict[str, int] | None = None,
     ):
         """`lora_typeface`: the name of the typeface LoRA loaded into `pipe` (offered beside the base model), drawn
-        with `lora_start` of the steps (the first ones) left to the base model."""
+        with `lora_start` of the steps (the first ones) left to the base model. `upscaler`: the stage that turns
+        the base model's glyphs into the 128 px ones shown (the judge and the nearest glyphs read the base size)."""
         self.pipe = pipe
         self.judge = judge
         self.real = real
@@ -271,6 +275,8 @@ class GlyphApp:
         self.notes = list(notes)
         self.typefaces = (BASE_TYPEFACE, lora_typeface) if lora_typeface else ()
         self.lora_start = lora_start
+        self.upscaler = upscaler
+        self.upscale_settings = dict(upscale_settings or {})  # the upscaler's num_inference_steps, noise_level
 
     @classmethod
     def load(
@@ -282,6 +288,9 @@ class GlyphApp:
         limits: dict[str, int | None] | None = None,
         lora: str | os.PathLike | None = None,
         lora_start: float | None = None,
+        upscaler: str | None = None,
+        upscale_steps: int | None = None,
+        upscale_noise_level: int | None = None,
     ) -> GlyphApp:
         """Load the model (default: the shipped one, with its Kai-brush LoRA), a typeface LoRA, the judge and the
         training glyphs (built once if needed). A missing model or a `lora` that does not load is an error; a
@@ -289,6 +298,7 @@ class GlyphApp:
         recommended value for it, else 0): the share of the steps drawn by the base model before the LoRA."""
         from ..hub.pretrained import SHIPPED_KAI_LORA, check_lora_settings, load_glyph_pipeline, resolve_model
         from ..lora import lora_typeface
+        from ..upscale import check_upscaler_settings, upscaler_for
 
         source = resolve_model(model)
         if lora is None and model is None and SHIPPED_KAI_LORA.is_dir():
@@ -297,11 +307,13 @@ class GlyphApp:
             shipped = lora is not None and Path(lora).resolve() == SHIPPED_KAI_LORA.resolve()
             lora_start = SHIPPED_KAI_LORA_START if shipped else 0.0
         check_lora_settings(lora, lora_start=lora_start)
+        check_upscaler_settings(upscaler, upscale_steps, upscale_noise_level)  # before anything loads
         pipe = load_glyph_pipeline(source, None, device, lora=lora)
+        loaded_upscaler, skipped = upscaler_for(pipe, upscaler, device)  # None: the shipped one, when it fits
         typeface = None
         if lora is not None:
             typeface = f"{lora_typeface(lora) or Path(lora).name} (LoRA)"
-        notes = []
+        notes = [f"Glyphs at the model's size: {skipped}."] if skipped else []
         loaded_judge = None
         if judge is not None:
             try:
@@ -318,7 +330,9 @@ class GlyphApp:
         limits = Limits.for_device(pipe.device.type, **(limits or {}))
         return cls(
             pipe, loaded_judge, real, limits, model_name=os.fspath(source), notes=notes, lora_typeface=typeface,
-            lora_start=lora_start,
+            lora_start=lora_start, upscaler=loaded_upscaler,
+            upscale_settings={k: v for k, v in (("num_inference_steps", upscale_steps),
+                                                ("noise_level", upscale_noise_level)) if v is not None},
         )
 
     # -------------------------------------------------------------------------------------------------
@@ -363,14 +377,21 @@ class GlyphApp:
         sampling = f"Sampling {len(jobs)} glyph{'s' * (len(jobs) > 1)}"
         stage(0.0, sampling)
         pipe.set_progress_bar_config(desc=sampling, leave=False)
+        generators = [seed_generator(s) for _, s in jobs]  # continued by the upscaler, as in `UpscaledPipeline`
         with torch.inference_mode():
-            images = figure_pipe(
+            drawn = figure_pipe(
                 [p for p, _ in jobs],
                 negative_prompt=[request.negative_prompt] * len(jobs) if request.negative_prompt else None,
                 num_inference_steps=request.steps,
                 guidance_scale=request.guidance,
-                generator=[seed_generator(s) for _, s in jobs],
+                generator=generators,
+                output_type="pt",
             ).images
+            images = pipe.image_processor.numpy_to_pil(pipe.image_processor.pt_to_numpy(drawn))
+            shown = images
+            if self.upscaler is not None:
+                stage(0.4, f"Upscaling to {self.upscaler.output_size} px")
+                shown = self.upscaler(drawn, generator=generators, **self.upscale_settings).images
             stage(0.5, "Denoising animation of the first glyph")
             pipe.set_progress_bar_config(desc="Denoising animation", leave=False)
             frames = denoising_frames(
@@ -387,7 +408,7 @@ class GlyphApp:
         animation = save_animation(frames, ANIMATION_DIR / f"denoising-{uuid.uuid4().hex}.gif", fps=8, hold_last=1.5)
 
         stage(0.95, "Reading radicals and finding the nearest real glyphs")
-        glyphs = [GlyphResult(p, s, im, expected=expected_radicals(p)) for (p, s), im in zip(jobs, images)]
+        glyphs = [GlyphResult(p, s, im, expected=expected_radicals(p)) for (p, s), im in zip(jobs, shown)]
         if self.judge is not None:
             from ..evaluation.metrics import judge_readings
 

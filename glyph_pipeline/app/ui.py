@@ -34,6 +34,7 @@ from PIL import Image
 
 from ..figures.layout import FigureError, shorten
 from ..hub.pretrained import SHIPPED_KAI_LORA_START
+from ..upscale import add_upscaler_args
 from .core import DEFAULT_JUDGE, EXAMPLE_PROMPTS, AppInputError, GlyphApp, GlyphResults, Limits, radical_character
 
 logger = logging.getLogger(__name__)
@@ -323,6 +324,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--lora-start", type=float, help="share of the steps drawn by the base model before the LoRA takes over "
         f"(default: {SHIPPED_KAI_LORA_START} for the shipped LoRA, else 0)",
     )
+    add_upscaler_args(parser)
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--max-images", type=int, help="glyphs per run (default: 16 on CPU, 64 on a GPU)")
     parser.add_argument("--max-steps", type=int, help=f"steps per run (default: {Limits.max_steps})")
@@ -341,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
         app = GlyphApp.load(
             args.model, args.dataset, args.judge, args.device,
             limits={"max_images": args.max_images, "max_steps": args.max_steps, "max_queue": args.max_queue},
-            lora=args.lora, lora_start=args.lora_start,
+            lora=args.lora, lora_start=args.lora_start, upscaler=args.upscaler, upscale_steps=args.upscale_steps,
+            upscale_noise_level=args.upscale_noise_level,
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"glyffuser app: error: {err}", file=sys.stderr)

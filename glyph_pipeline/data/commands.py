@@ -64,6 +64,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     sel.add_argument("--size", type=int, default=DEFAULT_SIZE, help="image size in px (default: 128)")
     sel.add_argument(
+        "--low-res-size", type=int,
+        help="also render each glyph at this size into a 'low_res_image' column: super-resolution pairs for "
+        "training an upscaler (e.g. --size 128 --low-res-size 32)",
+    )
+    sel.add_argument(
         "--scale", type=float, default=DEFAULT_SCALE, help="em size / image size (default: 100/128 = 0.78125)"
     )
     sel.add_argument(
@@ -114,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit,
             num_chars=args.num_chars,
             split_from=args.split_from,
+            low_res_size=args.low_res_size,
             progress=not args.no_progress,
             return_report=True,
         )

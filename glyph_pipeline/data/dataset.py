@@ -54,13 +54,17 @@ class GlyphDatasetError(ValueError):
     """Bad arguments or an impossible build (e.g. nothing left to render)."""
 
 
-def glyph_features():
-    """The dataset schema: PNG images in a ``datasets.Image`` column plus text and integer metadata."""
+LOW_RES_COLUMN = "low_res_image"  # the same glyph rendered at a smaller size: a super-resolution pair
+
+
+def glyph_features(low_res: bool = False):
+    """The dataset schema: PNG images in ``datasets.Image`` columns plus text and integer metadata."""
     from datasets import Features, Image, Value
 
     return Features(
         {
             "image": Image(),
+            **({LOW_RES_COLUMN: Image()} if low_res else {}),
             "text": Value("string"),
             "character": Value("string"),
             "codepoint": Value("int32"),
@@ -143,11 +147,14 @@ def _test_characters(reference: str | os.PathLike) -> set[str]:
 
 
 def _validate(
-    size: int, scale: float, test_fraction: float, limit: int | None, num_workers: int | None, num_chars: int | None
+    size: int, scale: float, test_fraction: float, limit: int | None, num_workers: int | None, num_chars: int | None,
+    low_res_size: int | None = None,
 ) -> None:
     """Refuse impossible arguments before the font or Unihan is even opened."""
     if not isinstance(size, int) or size < 8:
         raise GlyphDatasetError(f"size must be an integer >= 8 (e.g. 32, 64, 128), got {size!r}.")
+    if low_res_size is not None and (not isinstance(low_res_size, int) or not 8 <= low_res_size < size):
+        raise GlyphDatasetError(f"low_res_size must be an integer in [8, {size}) (e.g. 32), got {low_res_size!r}.")
     if not 0 < scale <= 1.5:
         raise GlyphDatasetError(f"scale must be in (0, 1.5], got {scale}; the original is 100/128 = {DEFAULT_SCALE}.")
     if not 0 <= test_fraction < 1:
@@ -254,26 +261,31 @@ def _split_rows(
 
 def _assemble(
     rows: dict[str, list], members: dict[str, list[int]], pngs: dict[int, bytes], glyph_font: GlyphFont,
-    data: UnihanData, size: int, scale: float,
+    data: UnihanData, size: int, scale: float, low_res_pngs: dict[int, bytes] | None = None, low_res_size: int = 0,
 ) -> DatasetDict:
-    """One ``Dataset`` per split from the column lists, `pngs` (row index -> PNG bytes) as the images, with
-    the schema, the description and the licences of the sources."""
+    """One ``Dataset`` per split from the column lists, `pngs` (row index -> PNG bytes) as the images (and
+    `low_res_pngs` as the low-resolution ones), with the schema, the description and the sources' licences."""
     from datasets import Dataset, DatasetDict, DatasetInfo
 
-    features = glyph_features()
+    features = glyph_features(low_res=low_res_pngs is not None)
+    columns = list(features)
+    pairs = f" and at {low_res_size}px ({LOW_RES_COLUMN})" if low_res_pngs is not None else ""
     info = DatasetInfo(
         features=features,
         description=(
-            f"CJK glyphs rendered from {glyph_font.name} at {size}px (em = {scale:.4f} x canvas, em box centred), "
+            f"CJK glyphs rendered from {glyph_font.name} at {size}px{pairs} (em = {scale:.4f} x canvas, em box "
+            "centred), "
             f"captioned with cleaned English definitions from Unicode {data.version or ''} Unihan kDefinition."
         ),
         license=f"{UNIHAN_LICENSE_NOTE} Glyph images: rendered from {glyph_font.name} ({glyph_font.license}).",
     )
     # Image dicts with bytes skip datasets' per-row PIL encoding.
-    rows["image"] = [{"bytes": pngs[i], "path": None} if i in pngs else None for i in range(len(rows["codepoint"]))]
+    n = len(rows["codepoint"])
+    for column, images in (("image", pngs), (LOW_RES_COLUMN, low_res_pngs or {})):
+        rows[column] = [{"bytes": images[i], "path": None} if i in images else None for i in range(n)]
     return DatasetDict(
         {
-            name: Dataset.from_dict({c: [rows[c][i] for i in idx] for c in COLUMNS}, features=features, info=info)
+            name: Dataset.from_dict({c: [rows[c][i] for i in idx] for c in columns}, features=features, info=info)
             for name, idx in members.items()
         }
     )
@@ -295,6 +307,7 @@ def build_glyph_dataset(
     limit: int | None = None,
     num_chars: int | None = None,
     split_from: str | os.PathLike | None = None,
+    low_res_size: int | None = None,
     png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL,
     progress: bool = True,
     return_report: bool = False,
@@ -317,13 +330,15 @@ def build_glyph_dataset(
             glyphs of a typeface for a LoRA); the test split is kept whole.
         split_from: a glyph dataset (e.g. the base model's) whose ``test`` characters become this build's test
             split and every other character train, so held-out characters stay held out across typefaces.
+        low_res_size: also render every glyph at this size into ``low_res_image``: super-resolution pairs (the
+            font's own small render, hinting included: what a base model at that size learned to draw).
         return_report: also return the :class:`BuildReport` (counts per block, skips, timings).
 
     Everything that can be checked (arguments, font, face index, Unihan file, coverage) is checked before
     any glyph is rendered.
     """
     t0 = time.perf_counter()
-    _validate(size, scale, test_fraction, limit, num_workers, num_chars)
+    _validate(size, scale, test_fraction, limit, num_workers, num_chars, low_res_size)
     held_out = _test_characters(split_from) if split_from is not None else None
     try:
         block_names = parse_blocks(blocks) if characters is None else ALL_BLOCKS
@@ -358,9 +373,15 @@ def build_glyph_dataset(
         compress_level=png_compress_level,
         progress=progress,
     )
+    low_res = None if low_res_size is None else dict(zip(chosen, render_glyphs(
+        [rows["character"][i] for i in chosen], glyph_font, size=low_res_size, scale=scale, num_workers=num_workers,
+        compress_level=png_compress_level, progress=progress,
+    )))  # fmt: skip
     t_render = time.perf_counter()
 
-    dsd = _assemble(rows, members, dict(zip(chosen, rendered)), glyph_font, data, size, scale)
+    dsd = _assemble(
+        rows, members, dict(zip(chosen, rendered)), glyph_font, data, size, scale, low_res, low_res_size or 0
+    )
     t_end = time.perf_counter()
     report.splits = {name: len(ds) for name, ds in dsd.items()}
     report.seconds = {

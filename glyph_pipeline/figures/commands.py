@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..hub.pretrained import add_lora_args, load_glyph_pipeline
 from ..schedulers import RECOMMENDED_GUIDANCE, RECOMMENDED_SAMPLER, RECOMMENDED_STEPS, SCHEDULERS
+from ..upscale import add_upscaler_args, check_upscaler_settings, with_upscaler
 from .animation import check_mp4, denoising_frames, save_animation
 from .diffusion import (
     DEFAULT_SEEDS,
@@ -91,6 +92,7 @@ def configure_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell-size", type=int, default=128, help="px per glyph in the grid (default: 128)")
     parser.add_argument("--cols", type=int, help="grid columns with --num-images 1 (default: up to 6 prompts a row)")
     parser.add_argument("-o", "--output", type=Path, default=Path("glyphs.png"), help="PNG to write")
+    add_upscaler_args(parser)
 
 
 @_report_errors("generate")
@@ -102,7 +104,9 @@ def run_generate(args: argparse.Namespace) -> int:
     check_positive("--cell-size", args.cell_size, 8)
     check_guidance(args.guidance)
     check_scheduler_name(args.scheduler)
+    check_upscaler_settings(args.upscaler, args.upscale_steps, args.upscale_noise_level)
     pipe = load_glyph_pipeline(args.model, args.scheduler, args.device, args.lora, args.lora_scale, args.lora_start)
+    pipe = with_upscaler(pipe, args)
     grid = generate_grid(
         pipe, prompts, args.num_images, args.steps, args.guidance, args.seed, args.cell_size, args.cols
     )

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..model_card import saved_class_name
+
 if TYPE_CHECKING:
     from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 
@@ -138,6 +140,12 @@ def load_glyph_pipeline(
 
     check_lora_settings(lora, lora_scale, lora_start)
     source = check_model(resolve_model(model))
+    kind = saved_class_name(source) if Path(source).is_dir() else None
+    if kind is not None and kind != GlyphDiffusionPipeline.__name__:
+        raise NotAPipelineError(
+            f"{source} holds a {kind}, not a text-to-glyph model: an upscaler goes to --upscaler; --model takes a "
+            "GlyphDiffusionPipeline folder or repo (default: the shipped pretrained/tiny-32)."
+        )
     if scheduler is not None:
         sampling_scheduler(scheduler)  # an unknown name fails here, before the weights load
     try:
@@ -191,16 +199,20 @@ def export_slim(
 
     src, out = Path(source), Path(dest)
     lora = is_lora_folder(src)
-    if lora and out.resolve() == SHIPPED_MODEL.resolve():
-        raise ValueError(f"{src} is a LoRA: pass --out (the default {SHIPPED_MODEL} is the shipped base model).")
+    upscaler = saved_class_name(src) == "GlyphUpscalePipeline"
+    if (lora or upscaler) and out.resolve() == SHIPPED_MODEL.resolve():
+        what = "a LoRA" if lora else "an upscaler"
+        raise ValueError(f"{src} is {what}: pass --out (the default {SHIPPED_MODEL} is the shipped base model).")
     metrics_record = None
     if metrics is not None:
         try:
             metrics_record = json.loads(Path(metrics).read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise ValueError(f"--metrics {metrics}: not a readable `glyffuser evaluate --out` file ({err}).") from err
-        if not isinstance(metrics_record, dict) or "fgd" not in metrics_record:
-            raise ValueError(f"--metrics {metrics}: not a `glyffuser evaluate --out` result (no 'fgd').")
+        expected = "real" if upscaler else "fgd"  # bench_upscale.py's report, or evaluate's
+        if not isinstance(metrics_record, dict) or expected not in metrics_record:
+            source_of = "a `benchmarks/bench_upscale.py` report" if upscaler else "a `glyffuser evaluate --out` result"
+            raise ValueError(f"--metrics {metrics}: not {source_of} (no {expected!r}).")
     if samples is not None and not Path(samples).is_file():
         raise ValueError(f"--samples {samples}: no such image file.")
     grid = Path(samples) if samples is not None else src / "validation" / "final.png"
@@ -225,6 +237,17 @@ def export_slim(
         with atomic_output(out) as tmp:
             tmp.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / LORA_WEIGHT_NAME, tmp / LORA_WEIGHT_NAME)
+            finish(tmp)
+        return out
+    if upscaler:  # no text encoder: the UNet in fp16, the schedulers, the card
+        from ..pipeline_glyph_upscale import GlyphUpscalePipeline
+
+        pipe = GlyphUpscalePipeline.from_pretrained(src)
+        pipe.register_to_config(_name_or_path=repo_id)
+        pipe.unet.register_to_config(_name_or_path=f"{repo_id}/unet")
+        pipe.unet.to(torch.float16)
+        with atomic_output(out) as tmp:
+            pipe.save_pretrained(tmp)
             finish(tmp)
         return out
     pipe = GlyphDiffusionPipeline.from_pretrained(src)

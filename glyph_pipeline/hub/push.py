@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_bytes, write_text
-from ..model_card import CARD_MARKER, METRICS_FILE, TRAINING_CONFIG_FILE, make_model_card, read_json
+from ..model_card import CARD_MARKER, METRICS_FILE, TRAINING_CONFIG_FILE, make_model_card, read_json, saved_class_name
 from .repo import (
     _LOGIN_HINT,
     HubError,
@@ -84,11 +84,16 @@ def make_card(
     folder: Path, repo_id: str, tc: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
     sample_grid: str | None, sample_caption: str | None, dataset_id: str | None, base_model: str | None = None,
 ):
-    """The card of a pipeline folder, or of a LoRA folder (base model, typeface and its licence, how to load it)."""
+    """The card of a pipeline folder, of a LoRA folder (base model, typeface and its licence, how to load it) or of
+    an upscaler folder."""
     if is_lora_folder(folder):
         from ..model_card.lora import make_lora_card
 
         return make_lora_card(folder, repo_id, tc, metrics, sample_grid, sample_caption, base_model)
+    if saved_class_name(folder) == "GlyphUpscalePipeline":
+        from ..model_card.upscaler import make_upscaler_card
+
+        return make_upscaler_card(folder, repo_id, tc, metrics, sample_grid, sample_caption)
     return make_model_card(folder, repo_id, tc, metrics, sample_grid, sample_caption, dataset_id)
 
 

@@ -244,44 +244,41 @@ def lora_targets(args: argparse.Namespace) -> list[str]:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """The flags' values on their own (ranges, names, combinations): before any file is opened."""
+    """The flags' values on their own (ranges, names, combinations): before any file is opened. A recipe that
+    composes only some argument groups gets only their checks."""
+    flags = vars(args)
     positive = [
         "train_batch_size", "num_train_epochs", "learning_rate", "gradient_accumulation_steps", "loss_sync_steps",
         "num_validation_images", "validation_inference_steps", "text_encoder_batch_size", "eval_inference_steps",
     ]
     for name in positive:
-        if getattr(args, name) <= 0:
-            raise TrainingSetupError(f"--{name} must be > 0, got {getattr(args, name)}.")
+        if name in flags and flags[name] <= 0:
+            raise TrainingSetupError(f"--{name} must be > 0, got {flags[name]}.")
     for name in (
         "max_train_steps", "max_train_samples", "max_text_length", "num_train_timesteps", "checkpoints_total_limit",
         "max_timestep",
     ):
-        value = getattr(args, name)
+        value = flags.get(name)
         if value is not None and value <= 0:
             raise TrainingSetupError(f"--{name} must be > 0, got {value}.")
     for name in (
         "lr_warmup_steps", "checkpointing_steps", "validation_steps", "max_grad_norm", "dataloader_num_workers"
     ):
-        if getattr(args, name) < 0:
-            raise TrainingSetupError(f"--{name} must be >= 0, got {getattr(args, name)}.")
-    if not 0.0 <= args.cond_dropout < 1.0:
+        if name in flags and flags[name] < 0:
+            raise TrainingSetupError(f"--{name} must be >= 0, got {flags[name]}.")
+    if "cond_dropout" in flags and not 0.0 <= args.cond_dropout < 1.0:
         raise TrainingSetupError(f"--cond_dropout must be in [0, 1), got {args.cond_dropout}.")
-    if args.snr_gamma is not None and args.snr_gamma <= 0:
+    if flags.get("snr_gamma") is not None and args.snr_gamma <= 0:
         raise TrainingSetupError(f"--snr_gamma must be > 0 (5.0 is the usual choice), got {args.snr_gamma}.")
-    if args.lora_rank is not None:
+    if flags.get("lora_rank") is not None:
         _check_lora_arguments(args)
     if not 0.0 < args.ema_decay < 1.0:
         raise TrainingSetupError(f"--ema_decay must be in (0, 1), got {args.ema_decay}.")
-    if args.eval_probe_samples < 0:
+    if flags.get("eval_probe_samples", 0) < 0:
         raise TrainingSetupError(f"--eval_probe_samples must be >= 0, got {args.eval_probe_samples}.")
-    if args.eval_scheduler not in SCHEDULERS:
-        raise TrainingSetupError(
-            f"Unknown --eval_scheduler {args.eval_scheduler!r}; valid names: {', '.join(SCHEDULERS)}."
-        )
-    if args.validation_scheduler not in SCHEDULERS:
-        raise TrainingSetupError(
-            f"Unknown --validation_scheduler {args.validation_scheduler!r}; valid names: {', '.join(SCHEDULERS)}."
-        )
+    for name in ("eval_scheduler", "validation_scheduler"):
+        if name in flags and flags[name] not in SCHEDULERS:
+            raise TrainingSetupError(f"Unknown --{name} {flags[name]!r}; valid names: {', '.join(SCHEDULERS)}.")
 
 
 def _check_lora_arguments(args: argparse.Namespace) -> None:

@@ -27,7 +27,9 @@ from ..pipeline_glyph_diffusion import GlyphDiffusionPipeline
 from .loss import to_model_pixels
 
 
-def _to_grey(image: Image.Image, resolution: int) -> np.ndarray:
+def _to_grey(image: Image.Image, resolution: int, resize: bool = True) -> np.ndarray:
+    if not resize and image.size != (resolution, resolution):
+        raise ValueError(f"a {image.size[0]}x{image.size[1]} px image where {resolution} px are needed")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # transparent = white paper
@@ -38,15 +40,16 @@ def _to_grey(image: Image.Image, resolution: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def decode_images(dataset, column: str, resolution: int, progress: bool) -> torch.Tensor:
-    """All images as one (N, 1, H, W) uint8 tensor, white = 255 (pixels map to [-1, 1] per batch)."""
+def decode_images(dataset, column: str, resolution: int, progress: bool, resize: bool = True) -> torch.Tensor:
+    """All images as one (N, 1, H, W) uint8 tensor, white = 255 (pixels map to [-1, 1] per batch). Images of another
+    size are resized (Lanczos), or with `resize=False` refused (`ValueError`: pairs must not be resized)."""
     out = np.empty((len(dataset), 1, resolution, resolution), dtype=np.uint8)
     images = tqdm(
         open_images(dataset, column, batch_size=1024), total=len(dataset), desc="Decoding images", unit="img",
         disable=not progress,
     )  # fmt: skip
     for i, image in enumerate(images):
-        out[i, 0] = _to_grey(image, resolution)
+        out[i, 0] = _to_grey(image, resolution, resize)
     return torch.from_numpy(out)
 
 

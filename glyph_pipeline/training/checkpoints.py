@@ -116,7 +116,7 @@ def create_ema(
     tiny-32/micro, 0.7x for glyffuser-64), so the CPU keeps the loop.
     """
     ema = EMAModel(
-        parameters, decay=decay, model_cls=UNet2DConditionModel, model_config=unet.config,
+        parameters, decay=decay, model_cls=type(unet), model_config=unet.config,
         foreach=device.type != "cpu",
     )
     ema.to(device)

@@ -68,12 +68,15 @@ class DiffusionObjective:
         noise, timesteps, text, mask = draw_training_inputs(
             x0, text, mask, self.empty_embeds, self.empty_mask, self.num_timesteps, self.cond_dropout, generator
         )
+        noisy, target = self.noised_with(x0, noise, timesteps)
+        return noisy, timesteps, target, text, mask
+
+    def noised_with(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor):
+        """(noisy, target) for clean pixels `x0` with the given noise and timesteps (a recipe that draws its own)."""
         noisy = self.noise_scheduler.add_noise(x0, noise, timesteps)
         if self.prediction_type == "epsilon":
-            target = noise
-        else:
-            target = self.noise_scheduler.get_velocity(x0, noise, timesteps)
-        return noisy, timesteps, target, text, mask
+            return noisy, noise
+        return noisy, self.noise_scheduler.get_velocity(x0, noise, timesteps)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         return diffusion_loss(pred, target, timesteps, self.noise_scheduler, self.prediction_type, self.snr_gamma)

@@ -83,7 +83,7 @@ def log_run_plan(
     )
 
 
-def command_line(argv: list[str]) -> str:
+def command_line(argv: list[str], script: str = "train_glyph_diffusion.py") -> str:
     """The launch command of this run for the record and the model card: no token, local folders by name only."""
     kept: list[str] = []
     skip = False
@@ -95,7 +95,7 @@ def command_line(argv: list[str]) -> str:
             skip = arg == "--hub_token"
             continue
         kept.append(Path(arg).name if os.path.isabs(arg) else arg)
-    return "accelerate launch training/train_glyph_diffusion.py " + " ".join(shlex.quote(a) for a in kept)
+    return f"accelerate launch training/{script} " + " ".join(shlex.quote(a) for a in kept)
 
 
 def training_record(

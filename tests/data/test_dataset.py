@@ -426,6 +426,9 @@ def test_arguments_are_checked_before_work(unihan):
     for bad in (dict(size=4), dict(scale=0), dict(test_fraction=1.0), dict(limit=0)):
         with pytest.raises(GlyphDatasetError):
             build_glyph_dataset(unihan=unihan, progress=False, **bad)
+    for low in (32, 4, 48):  # super-resolution pairs: the low-resolution render must be smaller than the image
+        with pytest.raises(GlyphDatasetError, match=r"low_res_size must be an integer in \[8, 32\)"):
+            build_glyph_dataset(unihan=unihan, size=32, low_res_size=low, progress=False)
 
 
 # -------------------------------------------------------------------------------------- CLI, atomic

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_pipeline
+from conftest import tiny_pipeline, tiny_upscaler
 from PIL import Image, ImageSequence
 
 from glyph_pipeline import noise_schedule, sampling_scheduler
@@ -97,6 +97,31 @@ def test_generate_grid_layout_captions_and_pixels(saved_pipeline_dir, tmp_path):
     m = MARGIN
     cell = grid.crop((tw + m, top + m, tw + m + CELL, top + m + CELL))
     np.testing.assert_array_equal(np.asarray(cell), np.asarray(expected.resize((CELL, CELL), Image.NEAREST)))
+
+
+def test_generate_upscales_with_the_upscaler_named_and_refuses_one_of_another_size(
+    saved_pipeline_dir, tmp_path, capsys
+):
+    from glyph_pipeline.upscale import UpscaledPipeline, load_upscaler
+
+    tiny_upscaler().save_pretrained(tmp_path / "x2")  # 16 px -> 32 px, the tiny model's size
+    tiny_upscaler(low=8).save_pretrained(tmp_path / "x2-8px")
+    out = tmp_path / "grid.png"
+    args = ["generate", "water", "--model", str(saved_pipeline_dir), "--steps", "2", "--cell-size", "32"]
+    assert main([*args, "--upscaler", str(tmp_path / "x2"), "--upscale-steps", "2", "-o", str(out)]) == 0
+    chained = UpscaledPipeline(
+        load_glyph_pipeline(saved_pipeline_dir, "dpmsolver++", "cpu"), load_upscaler(tmp_path / "x2", "cpu"), 2
+    )
+    expected = chained("water", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
+    assert expected.size == (32, 32)
+    grid = Image.open(out)
+    top = body_top(grid, 1, tile_size(32, 2)[1])
+    cell = grid.crop((MARGIN, top + MARGIN, MARGIN + 32, top + MARGIN + 32))
+    np.testing.assert_array_equal(np.asarray(cell), np.asarray(expected))
+
+    assert main([*args, "--upscaler", str(tmp_path / "x2-8px"), "-o", str(tmp_path / "no.png")]) == 2
+    assert "takes 8 px glyphs, but the model draws 16 px" in capsys.readouterr().err
+    assert not (tmp_path / "no.png").exists()
 
 
 def test_generate_several_images_per_prompt(saved_pipeline_dir, tmp_path):

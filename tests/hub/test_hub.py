@@ -476,10 +476,44 @@ def test_push_pipeline_writes_the_glyph_card_and_pipe_push_to_hub_is_plain_diffu
         assert index["_class_name"] == ["pipeline_glyph_diffusion", "GlyphDiffusionPipeline"]
         plain = local_hub.read_file(repo, "README.md").decode()
         assert ModelCard(plain).data.to_dict()["library_name"] == "diffusers" and hub.CARD_MARKER not in plain
+        assert ModelCard(plain).data.pipeline_tag == "text-to-image"  # the Hub cannot infer it for our class
     assert local_hub.commits("user/repo3")[0]["title"] == "plain diffusers"
     for repo in ("user/repo2", "user/repo3", "user/repo4"):
         for name in local_hub.list_files(repo):
             assert HUB_TOKEN.encode() not in local_hub.read_file(repo, name), (repo, name)
+
+
+def test_the_upscaler_pushes_with_its_task_and_loads_from_the_hub_as_remote_code(local_hub: LocalHub, tmp_path):
+    from conftest import tiny_upscaler
+
+    saved = tmp_path / "upscaler"
+    upscaler = tiny_upscaler()
+    upscaler.save_pretrained(saved)
+    low = np.random.default_rng(0).random((2, 16, 16, 1)).astype(np.float32)
+    np.save(tmp_path / "low.npy", low)
+    reference = upscaler(low, generator=[torch.Generator().manual_seed(i) for i in range(2)], output_type="np").images
+    code = f"""
+    import json, numpy as np, torch
+    from diffusers import DiffusionPipeline
+    from glyph_pipeline import GlyphUpscalePipeline
+    pipe = GlyphUpscalePipeline.from_pretrained({str(saved)!r})
+    pipe.push_to_hub("user/upscaler")
+    remote = DiffusionPipeline.from_pretrained("user/upscaler", trust_remote_code=True)
+    remote.set_progress_bar_config(disable=True)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    out = remote(np.load({str(tmp_path / "low.npy")!r}), generator=gens, output_type="np").images
+    np.save({str(tmp_path / "out.npy")!r}, out)
+    print(json.dumps({{"module": type(remote).__module__}}))
+    """
+    out = _last_json(run_hub_python(code, hub_env(local_hub, tmp_path / "client")).stdout)
+    assert out["module"].startswith("diffusers_modules.")
+    files = local_hub.list_files("user/upscaler")
+    assert {"pipeline_glyph_upscale.py", "pipeline_glyph_diffusion.py", "README.md"} <= set(files)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(local_hub.read_file("user/upscaler", "README.md").decode())
+    assert card.data.pipeline_tag == "image-to-image" and card.data.library_name == "diffusers"
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), reference, atol=1e-6)
 
 
 # ============================================================================================ failures
@@ -645,3 +679,35 @@ def test_training_with_a_bad_token_fails_before_the_first_step(local_hub: LocalH
     assert "hf_wrong" not in proc.stderr + proc.stdout
     assert not list(output_dir.glob("checkpoint-*")) and not (output_dir / "training_config.json").exists()
     assert not local_hub.repo_exists("user/trained")
+
+
+def test_upscaler_training_pushes_its_card_to_the_hub(local_hub: LocalHub, tmp_path):
+    from conftest import UPSCALER_SCRIPT
+
+    from glyph_pipeline.data.dataset import build_glyph_dataset, save_dataset
+
+    pairs = save_dataset(
+        build_glyph_dataset(size=32, low_res_size=8, limit=24, test_fraction=0.2, num_workers=0, progress=False),
+        tmp_path / "pairs",
+    )
+    command = [
+        sys.executable, str(UPSCALER_SCRIPT), "--dataset", str(pairs), "--low_res_size", "8", "--crop_size", "16",
+        "--unet_config", '{"sample_size": 32, "block_out_channels": [8, 16]}', "--train_batch_size", "4",
+        "--max_train_steps", "2", "--checkpointing_steps", "0", "--validation_steps", "0", "--report_to", "none",
+        "--num_validation_images", "2", "--validation_inference_steps", "1", "--output_dir", str(tmp_path / "out"),
+        "--push_to_hub", "--hub_model_id", "user/upscaler-trained",
+    ]  # fmt: skip
+    env = hub_env(local_hub, tmp_path / "trainer", extra={"OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = set(local_hub.list_files("user/upscaler-trained"))
+    assert {"README.md", "samples.png", "training_config.json", "pipeline_glyph_upscale.py"} <= files
+    assert not any(f.startswith("checkpoint-") for f in files)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(local_hub.read_file("user/upscaler-trained", "README.md").decode())
+    assert card.data.pipeline_tag == "image-to-image" and "diffusers:GlyphUpscalePipeline" in card.data.tags
+    assert hub.CARD_MARKER in card.text and "train_glyph_upscaler.py" in card.text
+    assert 'DiffusionPipeline.from_pretrained("user/upscaler-trained", trust_remote_code=True)' in card.text
+    for name in files:
+        assert HUB_TOKEN.encode() not in local_hub.read_file("user/upscaler-trained", name)

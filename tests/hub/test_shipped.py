@@ -61,6 +61,8 @@ def test_generate_uses_the_shipped_model_by_default(tmp_path):
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert out.is_file()
+    # A command prints what it means to: no transformers warnings about image processors we never use (#28).
+    assert "torchvision" not in result.stderr and "ImageProcessor" not in result.stderr, result.stderr[-2000:]
 
 
 def test_a_copy_without_the_shipped_model_says_what_to_do(tmp_path, monkeypatch):
@@ -166,3 +168,40 @@ def test_the_shipped_kai_lora_draws_brush_strokes_and_keeps_the_radical():
     shares = typeface_shares(load_typeface_judge(artifacts / "typeface-judge-32", "ukai"), images)
     assert (radicals == 167).sum() >= 6, radicals.tolist()
     assert shares["ukai"] >= 0.75, shares
+
+
+# ============================================================================================ the upscaler
+SHIPPED_UPSCALER = REPO / "pretrained" / "glyph-upscaler-128"
+
+
+def test_the_shipped_upscaler_is_slim_current_and_draws_a_real_glyph_at_128_px():
+    """fp16 safetensors under 10 MB, the package's own remote code, and a held-out font glyph (not in its
+    training pairs) upscaled close to the font's own 128 px render: crisp, unlike bicubic."""
+    import numpy as np
+    from PIL import Image
+    from safetensors import safe_open
+
+    from glyph_pipeline.data.render import GlyphRenderer, load_font
+    from glyph_pipeline.upscale import default_upscaler, load_upscaler
+
+    assert default_upscaler() == str(SHIPPED_UPSCALER)
+    files = [p for p in SHIPPED_UPSCALER.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 10e6
+    with safe_open(str(SHIPPED_UPSCALER / "unet/diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+    for name in ("pipeline_glyph_upscale.py", "pipeline_glyph_diffusion.py"):
+        assert (SHIPPED_UPSCALER / name).read_bytes() == (REPO / "glyph_pipeline" / name).read_bytes(), name
+    card = (SHIPPED_UPSCALER / "README.md").read_text()
+    assert "pipeline_tag: image-to-image" in card and "train_glyph_upscaler.py" in card
+
+    upscaler = load_upscaler(SHIPPED_UPSCALER, "cpu")
+    assert upscaler.unet.dtype == torch.float32
+    font = load_font()
+    char = "嘉"  # in the base dataset's test split (glyffuser build-dataset --size 32): not in the upscaler's pairs
+    low, real = (np.asarray(GlyphRenderer(font, size).render(char), np.float32) / 255 for size in (32, 128))
+    out = upscaler(low, generator=torch.Generator().manual_seed(0), output_type="np").images[0, ..., 0]
+    bicubic = np.asarray(Image.fromarray((low * 255).astype(np.uint8)).resize((128, 128), Image.BICUBIC)) / 255
+    error, bicubic_error = np.abs(out - real).mean(), np.abs(bicubic - real).mean()
+    assert error < 0.6 * bicubic_error, (error, bicubic_error)
+    grey = ((out > 0.1) & (out < 0.9)).mean()
+    assert grey < 0.5 * ((bicubic > 0.1) & (bicubic < 0.9)).mean()  # crisp strokes, not bicubic's blur
