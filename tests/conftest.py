@@ -97,9 +97,9 @@ ENV = {
 }
 
 
-def load_training_script():
-    """The training script as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("train_glyph_diffusion", SCRIPT)
+def load_training_script(script: Path = SCRIPT):
+    """A training script as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -86,6 +86,7 @@ from glyph_pipeline.training.loss import DiffusionObjective
 from glyph_pipeline.training.progress import TrainingDiverged, TrainingProgress
 from glyph_pipeline.training.records import log_run_plan, print_summary, training_record
 from glyph_pipeline.training.runtime import make_accelerator, prepare_optimisation, resume_from
+from glyph_pipeline.training.sharing import check_hub_repo, push_run
 from glyph_pipeline.training.validation import build_pipeline, log_validation, prepare_eval, run_eval
 from glyph_pipeline.training.warmup import warm_up, warm_up_inputs
 
@@ -122,17 +123,7 @@ def check_inputs(args: argparse.Namespace) -> CheckedInputs:
     """Everything that can be wrong, checked before anything is written or trained."""
     check_arguments(args)
     check_output_dir(args.output_dir)
-    hub_repo = None
-    if args.push_to_hub:  # every process checks (cheap): all fail alike, none waits at a barrier
-        from glyph_pipeline.hub.repo import HubError, prepare_hub_repo
-
-        try:
-            hub_repo = prepare_hub_repo(
-                args.hub_model_id or Path(args.output_dir).absolute().name, token=args.hub_token,
-                private=args.hub_private, revision=args.hub_revision,
-            )
-        except HubError as err:
-            raise TrainingSetupError(str(err)) from err
+    hub_repo = check_hub_repo(args)
     resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     parts = load_model(args)
     if args.lora_rank:
@@ -314,20 +305,7 @@ def publish(args: argparse.Namespace, result: dict[str, Any], pipe, grid: Path, 
         result["metrics"] = run_eval(pipe, inputs.evaluation, args, output_dir)
     if inputs.hub_repo is None:
         return
-    from glyph_pipeline.hub.push import push_pipeline_folder
-    from glyph_pipeline.hub.repo import HubPushError
-
-    try:
-        url = push_pipeline_folder(
-            output_dir, inputs.hub_repo, token=args.hub_token, revision=args.hub_revision,
-            commit_message=f"glyffuser: {result['steps']} training steps", training_config=result,
-            sample_grid=grid, private=args.hub_private,
-        )
-        print(f"Pushed to {url}", flush=True)
-    except HubPushError as err:
-        logger.error(str(err))
-        result["hub_push_error"] = err.reason
-
+    push_run(args, inputs.hub_repo, result, f"glyffuser: {result['steps']} training steps", grid)
 
 if __name__ == "__main__":
     try:

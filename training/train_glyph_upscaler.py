@@ -62,6 +62,7 @@ from glyph_pipeline.training.loss import DiffusionObjective, to_model_pixels
 from glyph_pipeline.training.progress import TrainingDiverged, TrainingProgress
 from glyph_pipeline.training.records import command_line, hardware_summary
 from glyph_pipeline.training.runtime import make_accelerator, prepare_optimisation, resume_from
+from glyph_pipeline.training.sharing import check_hub_repo, push_run
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -168,17 +169,7 @@ def check_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that can be wrong, checked before anything is written or trained."""
     check_arguments(args)
     check_output_dir(args.output_dir)
-    hub_repo = None
-    if args.push_to_hub:  # the token and the repo, before any training
-        from glyph_pipeline.hub.repo import HubError, prepare_hub_repo
-
-        try:
-            hub_repo = prepare_hub_repo(
-                args.hub_model_id or Path(args.output_dir).absolute().name, token=args.hub_token,
-                private=args.hub_private, revision=args.hub_revision,
-            )
-        except HubError as err:
-            raise TrainingSetupError(str(err)) from err
+    hub_repo = check_hub_repo(args)
     resume_path = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     try:
         overrides = json.loads(args.unet_config) if args.unet_config else {}
@@ -382,20 +373,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     unet = accelerator.unwrap_model(unet)
     accelerator.free_memory()
     accelerator.end_training()
-    if main_process and inputs["hub_repo"] is not None:  # a failed upload keeps the saved folder and says how to retry
-        from glyph_pipeline.hub.push import push_pipeline_folder
-        from glyph_pipeline.hub.repo import HubPushError
-
-        try:
-            url = push_pipeline_folder(
-                output_dir, inputs["hub_repo"], token=args.hub_token, revision=args.hub_revision,
-                commit_message=f"glyffuser upscaler: {record['steps']} training steps", training_config=record,
-                private=args.hub_private,
-            )
-            print(f"Pushed to {url}", flush=True)
-        except HubPushError as err:
-            logger.error(str(err))
-            record["hub_push_error"] = err.reason
+    if main_process and inputs["hub_repo"] is not None:
+        push_run(args, inputs["hub_repo"], record, f"glyffuser upscaler: {record['steps']} training steps")
     return record
 
 

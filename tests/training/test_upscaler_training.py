@@ -3,26 +3,18 @@ exactly, crops align the target with its condition, and bad input stops it befor
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
-from conftest import UPSCALER_SCRIPT, launch
+from conftest import UPSCALER_SCRIPT, launch, load_training_script
 
 from glyph_pipeline.data.dataset import LOW_RES_COLUMN, build_glyph_dataset, save_dataset
 from glyph_pipeline.pipeline_glyph_upscale import GlyphUpscalePipeline
 
 # A x4 stage for 8 px glyphs: 32 px targets, 16 px crops, a two-level UNet.
 UNET = json.dumps({"sample_size": 32, "block_out_channels": [8, 16]})
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_glyph_upscaler", UPSCALER_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +72,7 @@ def test_crops_align_the_target_with_its_condition():
     """A 16 px ramp (each pixel its own value), its nearest 4x copy as the target: every interior 4x4 block of a
     crop of the target and of the (bilinearly upsampled) condition has the same mean. A crop shifted by even one
     low-resolution pixel would differ by a ramp step."""
-    script = load_script()
+    script = load_training_script(UPSCALER_SCRIPT)
     i, j = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
     low = torch.from_numpy((20 + 10 * i + 3 * j).astype(np.uint8))[None, None].repeat(6, 1, 1, 1)
     high = low.repeat_interleave(4, 2).repeat_interleave(4, 3)
@@ -104,7 +96,7 @@ def test_crops_align_the_target_with_its_condition():
 )
 def test_bad_input_stops_before_anything_is_written(pairs, tmp_path, extra, message):
     """In process (the checks run before the Accelerator exists); the script turns the error into exit code 2."""
-    script = load_script()
+    script = load_training_script(UPSCALER_SCRIPT)
     with pytest.raises(script.TrainingSetupError, match=message):
         script.main(script.parse_args(args_for(pairs, tmp_path / "out", *extra)))
     assert not (tmp_path / "out").exists()
